@@ -1,0 +1,139 @@
+"""The NumPy / CuPy switch.
+
+Two rules make the same code run on a CPU and on a GPU:
+
+1. An op runs where its input lives. Every functional op starts with
+   ``xp = array_module(x)`` and calls ``xp.zeros``, ``xp.matmul``, ... on it,
+   so a CuPy array in gives a CuPy array out, with no copy to the host.
+2. New arrays (parameters, data batches) are created on the *current*
+   backend: ``get_xp()`` returns its module, ``asarray`` moves data onto it.
+
+The current backend is ``numpy`` unless the environment variable
+``MINIMAL_SEG_BACKEND`` says ``cupy``, or ``set_backend("cupy")`` /
+``with use_backend("cupy"):`` switch it.
+
+Moving data between host and device is always explicit: ``to_numpy(x)``
+brings an array to the host, ``asarray(x)`` sends it to the current backend.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+
+import numpy
+
+BACKENDS = ("numpy", "cupy")
+
+_CUPY_HELP = (
+    "the CuPy backend needs CuPy and an NVIDIA GPU. Install the CuPy wheel "
+    "that matches your CUDA version, e.g. `pip install cupy-cuda12x` for "
+    "CUDA 12.x or `pip install cupy-cuda11x` for CUDA 11.x "
+    "(or `pip install -e .[gpu]`), and check that `nvidia-smi` sees a GPU"
+)
+
+
+class BackendUnavailableError(RuntimeError):
+    """Raised when CuPy is asked for but cannot be used here."""
+
+
+def _import_cupy():
+    """Return the cupy module if it is importable and sees a GPU, else raise."""
+    try:
+        import cupy
+    except Exception as err:  # ImportError, or a broken CUDA install
+        raise BackendUnavailableError(f"CuPy is not importable ({err}); {_CUPY_HELP}") from err
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as err:
+        raise BackendUnavailableError(f"CuPy found no usable GPU ({err}); {_CUPY_HELP}") from err
+    if count < 1:
+        raise BackendUnavailableError(f"CuPy found no GPU; {_CUPY_HELP}")
+    return cupy
+
+
+def cupy_available() -> bool:
+    """True when the CuPy backend can be used on this machine."""
+    try:
+        _import_cupy()
+    except BackendUnavailableError:
+        return False
+    return True
+
+
+def _module_for(name: str):
+    if name not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {name!r}")
+    return numpy if name == "numpy" else _import_cupy()
+
+
+_current = os.environ.get("MINIMAL_SEG_BACKEND", "numpy").strip().lower() or "numpy"
+if _current not in BACKENDS:
+    raise ValueError(f"MINIMAL_SEG_BACKEND must be one of {BACKENDS}, got {_current!r}")
+
+
+def get_backend() -> str:
+    """Name of the current backend: ``"numpy"`` or ``"cupy"``."""
+    return _current
+
+
+def set_backend(name: str) -> None:
+    """Make ``name`` ("numpy" or "cupy") the backend new arrays are created on."""
+    global _current
+    _module_for(name)  # fail here, with the install hint, not later
+    _current = name
+
+
+@contextlib.contextmanager
+def use_backend(name: str):
+    """``with use_backend("cupy"): ...`` switches the backend for a block."""
+    previous = get_backend()
+    set_backend(name)
+    try:
+        yield get_xp()
+    finally:
+        set_backend(previous)
+
+
+def get_xp():
+    """The array module (numpy or cupy) of the current backend."""
+    return _module_for(_current)
+
+
+def array_module(x):
+    """The array module that owns ``x``: cupy for a CuPy array, else numpy.
+
+    Ops call this on their input so they run where the input lives.
+    """
+    if type(x).__module__.split(".")[0] == "cupy":
+        import cupy
+
+        return cupy
+    return numpy
+
+
+def is_device_array(x) -> bool:
+    """True for a CuPy (GPU) array."""
+    return array_module(x) is not numpy
+
+
+def to_numpy(x):
+    """Return ``x`` as a NumPy array on the host (an explicit device->host copy)."""
+    if is_device_array(x):
+        return x.get()
+    return numpy.asarray(x)
+
+
+def asarray(x, dtype=None):
+    """Return ``x`` as an array of the current backend (host->device if cupy)."""
+    xp = get_xp()
+    if xp is numpy and is_device_array(x):
+        x = x.get()
+    return xp.asarray(x, dtype=dtype)
+
+
+def synchronize(x=None) -> None:
+    """Wait for queued GPU work (no-op on NumPy); used by timers and benchmarks."""
+    if (x is not None and is_device_array(x)) or (x is None and _current == "cupy"):
+        import cupy
+
+        cupy.cuda.get_current_stream().synchronize()

@@ -1,0 +1,99 @@
+"""Every functional op with small float64 inputs: what ``python -m minimal_seg gradcheck`` checks.
+
+Each entry is (label, forward, backward, make_inputs(rng) -> dict, kwargs).
+Max-pool inputs are tie-free (a shuffled ramp), so no window has two maxima.
+"""
+from __future__ import annotations
+
+import numpy
+
+from . import functional as F
+
+
+def _randn(rng, *shape):
+    return rng.standard_normal(shape)
+
+
+def _tie_free(rng, *shape):
+    """Distinct values 0.1 apart, shuffled: no ties, and far from any kink for eps=1e-5."""
+    return rng.permutation(numpy.arange(numpy.prod(shape)) * 0.1).reshape(shape)
+
+
+def _labels(rng, n, k, h, w, ignore=None):
+    labels = rng.integers(0, k, size=(n, h, w))
+    if ignore is not None:
+        labels[0, 0, :2] = ignore
+    return labels
+
+
+def catalogue():
+    """List of (label, forward, backward, make_inputs, kwargs) covering every op."""
+    conv_in = lambda rng: {"x": _randn(rng, 2, 3, 6, 5), "w": _randn(rng, 4, 3, 3, 3), "b": _randn(rng, 4)}
+    tconv_in = lambda rng: {"x": _randn(rng, 2, 3, 3, 4), "w": _randn(rng, 3, 2, 3, 3), "b": _randn(rng, 2)}
+    entries = [
+        ("conv2d", F.conv2d_forward, F.conv2d_backward, conv_in, {}),
+        ("conv2d", F.conv2d_forward, F.conv2d_backward, conv_in, {"stride": 2, "padding": 1}),
+        ("conv2d", F.conv2d_forward, F.conv2d_backward, conv_in, {"padding": 2, "dilation": 2}),
+        ("conv2d", F.conv2d_forward, F.conv2d_backward,
+         lambda rng: {"x": _randn(rng, 2, 3, 7, 6), "w": _randn(rng, 2, 3, 2, 3), "b": _randn(rng, 2)},
+         {"stride": (2, 1), "padding": (0, 1), "dilation": (1, 2)}),
+        ("conv_transpose2d", F.conv_transpose2d_forward, F.conv_transpose2d_backward, tconv_in, {}),
+        ("conv_transpose2d", F.conv_transpose2d_forward, F.conv_transpose2d_backward, tconv_in,
+         {"stride": 2, "padding": 1, "output_padding": 1}),
+        ("conv_transpose2d", F.conv_transpose2d_forward, F.conv_transpose2d_backward, tconv_in,
+         {"stride": 2, "dilation": 2, "method": "matrix"}),
+    ]
+    entries += _extra_entries()
+    return entries
+
+
+def _extra_entries():
+    """Entries for the ops beyond convolution (pooling, upsampling, activations, norm, losses)."""
+    entries = []
+    if hasattr(F, "max_pool2d_forward"):
+        entries += [
+            ("max_pool2d", F.max_pool2d_forward, F.max_pool2d_backward,
+             lambda rng: {"x": _tie_free(rng, 2, 2, 6, 7)}, {"kernel_size": 2}),
+            ("max_pool2d", F.max_pool2d_forward, F.max_pool2d_backward,
+             lambda rng: {"x": _tie_free(rng, 2, 2, 7, 7)}, {"kernel_size": 3, "stride": 2, "padding": 1}),
+            ("max_unpool2d", F.max_unpool2d_forward, F.max_unpool2d_backward, _unpool_inputs, {"kernel_size": 2}),
+            ("unpool_nearest", F.unpool_nearest_forward, F.unpool_nearest_backward,
+             lambda rng: {"x": _randn(rng, 2, 2, 3, 4)}, {"scale": 2}),
+            ("unpool_bed_of_nails", F.unpool_bed_of_nails_forward, F.unpool_bed_of_nails_backward,
+             lambda rng: {"x": _randn(rng, 2, 2, 3, 4)}, {"scale": (2, 3)}),
+            ("upsample_bilinear", F.upsample_bilinear_forward, F.upsample_bilinear_backward,
+             lambda rng: {"x": _randn(rng, 2, 2, 3, 4)}, {"scale": 2}),
+            ("upsample_bilinear", F.upsample_bilinear_forward, F.upsample_bilinear_backward,
+             lambda rng: {"x": _randn(rng, 2, 2, 5, 4)}, {"size": (7, 9)}),
+        ]
+    if hasattr(F, "relu_forward"):
+        entries += [
+            ("relu", F.relu_forward, F.relu_backward, lambda rng: {"x": _tie_free(rng, 2, 3, 4, 4) - 1.55}, {}),
+            ("sigmoid", F.sigmoid_forward, F.sigmoid_backward, lambda rng: {"x": _randn(rng, 2, 3, 4, 4)}, {}),
+            ("softmax", F.softmax_forward, F.softmax_backward, lambda rng: {"x": _randn(rng, 2, 4, 3, 3)}, {}),
+            ("batch_norm2d (train)", F.batch_norm2d_forward, F.batch_norm2d_backward, _bn_inputs(True), {}),
+            ("batch_norm2d (eval)", F.batch_norm2d_forward, F.batch_norm2d_backward, _bn_inputs(False), {}),
+            ("softmax_cross_entropy", F.softmax_cross_entropy_forward, F.softmax_cross_entropy_backward,
+             lambda rng: {"logits": _randn(rng, 2, 4, 3, 3), "labels": _labels(rng, 2, 4, 3, 3, ignore=-100),
+                          "weight": rng.uniform(0.5, 2.0, 4)}, {}),
+            ("bce_with_logits", F.bce_with_logits_forward, F.bce_with_logits_backward,
+             lambda rng: {"logits": _randn(rng, 2, 1, 4, 4), "targets": rng.uniform(0, 1, (2, 1, 4, 4))}, {}),
+            ("dice_loss", F.dice_loss_forward, F.dice_loss_backward,
+             lambda rng: {"logits": _randn(rng, 2, 3, 4, 4), "labels": _labels(rng, 2, 3, 4, 4)}, {}),
+            ("jaccard_loss", F.jaccard_loss_forward, F.jaccard_loss_backward,
+             lambda rng: {"logits": _randn(rng, 2, 3, 4, 4), "labels": _labels(rng, 2, 3, 4, 4)}, {}),
+        ]
+    return entries
+
+
+def _unpool_inputs(rng):
+    x = _tie_free(rng, 2, 2, 6, 6)
+    pooled, cache = F.max_pool2d_forward(x, 2)
+    return {"x": _randn(rng, *pooled.shape), "indices": cache.indices}
+
+
+def _bn_inputs(training):
+    def make(rng):
+        return {"x": _randn(rng, 3, 2, 3, 3), "gamma": rng.uniform(0.5, 1.5, 2), "beta": _randn(rng, 2),
+                "running_mean": _randn(rng, 2), "running_var": rng.uniform(0.5, 1.5, 2), "training": training}
+    return make
