@@ -22,3 +22,35 @@ from .shapes import (
     pool_output_size,
     receptive_field,
 )
+from .pool import max_pool2d_backward, max_pool2d_forward, max_unpool2d_backward, max_unpool2d_forward
+from .upsample import (
+    bilinear_kernel,
+    linear_interpolation_matrix,
+    unpool_bed_of_nails_backward,
+    unpool_bed_of_nails_forward,
+    unpool_nearest_backward,
+    unpool_nearest_forward,
+    upsample_bilinear_backward,
+    upsample_bilinear_forward,
+)
+from .activation import (
+    log_softmax,
+    relu_backward,
+    relu_forward,
+    sigmoid_backward,
+    sigmoid_forward,
+    softmax_backward,
+    softmax_forward,
+)
+from .norm import batch_norm2d_backward, batch_norm2d_forward
+from .loss import (
+    bce_with_logits_backward,
+    bce_with_logits_forward,
+    dice_loss_backward,
+    dice_loss_forward,
+    jaccard_loss_backward,
+    jaccard_loss_forward,
+    one_hot,
+    softmax_cross_entropy_backward,
+    softmax_cross_entropy_forward,
+)
