@@ -54,3 +54,11 @@ from .loss import (
     softmax_cross_entropy_backward,
     softmax_cross_entropy_forward,
 )
+from .tensor import (
+    concat_backward,
+    concat_forward,
+    crop,
+    pad_to_multiple_backward,
+    pad_to_multiple_forward,
+    uncrop,
+)

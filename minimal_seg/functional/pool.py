@@ -85,7 +85,7 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0):
     out = xp.take_along_axis(windows, k[:, :, None], axis=2)[:, :, 0]
     rows = xp.arange(oh, dtype=xp.int64)[:, None] * sh - ph + k // kw
     cols = xp.arange(ow, dtype=xp.int64)[None, :] * sw - pw + k % kw
-    indices = (rows * w + cols).astype(xp.int64)
+    indices = (rows * w + cols).astype(xp.int64, copy=False)
     cache = Cache(x_shape=x.shape, dtype=x.dtype, kernel_size=(kh, kw), stride=(sh, sw),
                   padding=(ph, pw), indices=indices, window_argmax=k)
     return out, cache
@@ -123,9 +123,11 @@ def max_unpool2d_forward(x, indices, kernel_size, stride=None, padding=0, output
 
         out.reshape(N*C, OH*OW)[row, indices[row, :]] = x[row, :]
 
-    Every other pixel is zero. If two entries of a plane carry the same index
-    (possible after overlapping pooling windows) the result is undefined in
-    PyTorch; here NumPy keeps the last write, CuPy keeps an arbitrary one.
+    Every other pixel is zero. Two entries of a plane with the same index
+    (one pixel that won two overlapping windows) write the same cell: the
+    last write wins on NumPy in practice, CuPy keeps any one, and PyTorch
+    calls it undefined. Indices saved by max pooling carry equal values
+    there, so the output is the same whichever write wins.
 
     cache: indices (N*C, H*W) int64, x_shape, dtype, out_shape.
     """
@@ -137,7 +139,7 @@ def max_unpool2d_forward(x, indices, kernel_size, stride=None, padding=0, output
     n, c, h, w = x.shape
     oh, ow = max_unpool2d_output_shape((h, w), kernel_size, stride, padding, output_size)
     xp = array_module(x)
-    flat = indices.reshape(n * c, h * w).astype(xp.int64)
+    flat = indices.reshape(n * c, h * w).astype(xp.int64, copy=False)
     if flat.size and (int(flat.min()) < 0 or int(flat.max()) >= oh * ow):
         raise ValueError(
             f"indices must lie in [0, {oh * ow}) for an output plane of {(oh, ow)}, "

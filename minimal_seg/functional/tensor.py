@@ -1,0 +1,68 @@
+"""Ops that only move numbers around: channel concatenation and pad/crop.
+
+U-Net's skip connection concatenates encoder and decoder features along the
+channel axis; its backward splits the gradient at the same place::
+
+    out = concat([a, b], axis=1)   ->   da = dout[:, :Ca],  db = dout[:, Ca:]
+
+``pad_to_multiple`` pads the bottom/right of an image with zeros so that a
+network that halves the size ``depth`` times sees a size divisible by
+2**depth; the model crops its output back. The backward of a zero pad is the
+crop, and the backward of a crop is the zero pad.
+"""
+from __future__ import annotations
+
+from ..backend import array_module
+from .common import Cache, check_nchw
+
+
+def concat_forward(xs, axis: int = 1):
+    """Concatenate arrays (N, C_i, H, W) along ``axis`` -> (N, sum C_i, H, W). cache: the sizes."""
+    xp = array_module(xs[0])
+    return xp.concatenate(xs, axis=axis), Cache(sizes=[x.shape[axis] for x in xs], axis=axis)
+
+
+def concat_backward(dout, cache):
+    """Split dout back into the pieces: a list of gradients, one per concatenated input."""
+    xp = array_module(dout)
+    bounds = [sum(cache.sizes[:i + 1]) for i in range(len(cache.sizes) - 1)]
+    return xp.split(dout, bounds, axis=cache.axis)
+
+
+def pad_to_multiple_forward(x, multiple: int):
+    """Zero-pad x (N, C, H, W) at the bottom/right to (N, C, H', W') with H', W' multiples of ``multiple``.
+
+    cache: the original size (H, W).
+    """
+    check_nchw(x)
+    h, w = x.shape[2:]
+    ph, pw = -h % multiple, -w % multiple
+    xp = array_module(x)
+    out = xp.pad(x, ((0, 0), (0, 0), (0, ph), (0, pw))) if ph or pw else x
+    return out, Cache(size=(h, w))
+
+
+def pad_to_multiple_backward(dout, cache):
+    """The gradient of a zero pad is the crop back to the original size."""
+    h, w = cache.size
+    return crop(dout, (h, w))
+
+
+def crop(x, size):
+    """Top-left (H, W) corner of x (N, C, H', W'); a view when nothing is cut, else a contiguous copy."""
+    h, w = size
+    if x.shape[2:] == (h, w):
+        return x
+    return array_module(x).ascontiguousarray(x[:, :, :h, :w])
+
+
+def uncrop(dout, full_size):
+    """Gradient of ``crop``: dout (N, C, H, W) placed in the top-left of zeros (N, C, H', W')."""
+    fh, fw = full_size
+    n, c, h, w = dout.shape
+    if (h, w) == (fh, fw):
+        return dout
+    xp = array_module(dout)
+    out = xp.zeros((n, c, fh, fw), dtype=dout.dtype)
+    out[:, :, :h, :w] = dout
+    return out
