@@ -19,7 +19,7 @@ loss is the end of the graph); ``dz`` has the shape and dtype of ``z``.
 Checking the labels. Labels outside [0, K) would silently index the wrong
 class (or crash deep inside a gather), so every multi-class loss checks them.
 The check is ONE reduction over the labels (``bad.any()``) and ONE device->host
-sync to read its answer; on the GPU that is the only sync in a loss.
+sync to read its answer; on the GPU that is the only sync in these losses.
 """
 from __future__ import annotations
 
@@ -59,7 +59,9 @@ def check_labels(logits, labels, ignore_index=None):
         raise ValueError(f"labels must have shape (N, H, W) = {(n, h, w)} to match logits of shape "
                          f"{tuple(logits.shape)} (N, K, H, W), got labels of shape {tuple(labels.shape)}")
     xp = array_module(labels)
-    if ignore_index is None:
+    limits = xp.iinfo(labels.dtype)
+    if ignore_index is None or not limits.min <= ignore_index <= limits.max:
+        # e.g. uint8 masks and the default ignore_index=-100: no label can equal it
         valid = xp.ones(labels.shape, dtype=bool)
     else:
         valid = labels != ignore_index
