@@ -33,7 +33,7 @@ import math
 import numpy
 
 from .backend import array_module, to_numpy
-from .functional.common import check_array, check_float, check_int, check_same_module
+from .functional.common import check_array, check_int, check_same_module
 
 
 # ---------------------------------------------------------------------------
@@ -71,7 +71,7 @@ class ConfusionMatrix:
     Policy for absent classes: a class that appears neither in the truth nor
     in the prediction (TP + FP + FN = 0) has IoU = Dice = 0/0 = NaN, and the
     means (``miou``, ``mean_dice``) skip NaN (a nanmean over the classes that
-    occur), as is common practice (e.g. the Cityscapes and VOC scripts). A
+    occur), as is common practice (the Cityscapes script, mmsegmentation). A
     class that is predicted but absent from the truth gets IoU = 0, which
     does count. With no pixels at all every metric is NaN.
 
@@ -101,6 +101,8 @@ class ConfusionMatrix:
         pred = self._labels_from(pred, target)
         K = self.num_classes
         xp = array_module(target)
+        if target.size == 0:
+            return
         valid = self._counted(target)
         bad = valid & ((target < 0) | (target >= K) | (pred < 0) | (pred >= K))
         n_bad = int(xp.count_nonzero(bad))  # the one scalar read back to the host
@@ -377,10 +379,16 @@ def _box_iou(a, b):
     xp = array_module(a)
     top_left = xp.maximum(a[:, None, :2], b[None, :, :2])  # (M, K, 2)
     bottom_right = xp.minimum(a[:, None, 2:], b[None, :, 2:])  # (M, K, 2)
-    wh = xp.clip(bottom_right - top_left, 0, None)
+    wh = xp.maximum(bottom_right - top_left, 0)  # no overlap -> width or height 0
     inter = wh[..., 0] * wh[..., 1]
     union = box_area(a)[:, None] + box_area(b)[None, :] - inter
     return xp.where(union > 0, inter / xp.where(union > 0, union, 1), 0.0)
+
+
+def _stable_argsort(x):
+    """argsort that keeps equal keys in index order (CuPy's argsort is always stable)."""
+    xp = array_module(x)
+    return numpy.argsort(x, kind="stable") if xp is numpy else xp.argsort(x)
 
 
 def nms(boxes, scores, iou_threshold: float = 0.5):
@@ -405,16 +413,17 @@ def nms(boxes, scores, iou_threshold: float = 0.5):
     check_array(scores, "scores")
     check_same_module("boxes", boxes, "scores", scores)
     if scores.shape != (boxes.shape[0],):
-        raise ValueError(f"scores must have shape ({boxes.shape[0]},) for boxes {tuple(boxes.shape)}, got {tuple(scores.shape)}")
+        raise ValueError(
+            f"scores must have shape ({boxes.shape[0]},) for boxes {tuple(boxes.shape)}, "
+            f"got {tuple(scores.shape)}"
+        )
     box_iou(boxes, boxes[:0])  # validates x1 <= x2, y1 <= y2
     xp = array_module(boxes)
-    order = xp.argsort(-scores.astype(xp.float64), kind="stable")
+    order = _stable_argsort(-scores.astype(xp.float64))  # decreasing score, ties: lower index
     keep = []
     while order.size > 0:
-        best, rest = order[0], order[1:]
+        best, rest = int(order[0]), order[1:]
         keep.append(best)
-        overlap = _box_iou(boxes[best][None, :], boxes[rest])[0]
+        overlap = _box_iou(boxes[best : best + 1], boxes[rest])[0]  # (len(rest),)
         order = rest[overlap <= iou_threshold]
-    if not keep:
-        return xp.zeros((0,), dtype=xp.int64)
-    return xp.stack(keep).astype(xp.int64)
+    return xp.asarray(keep, dtype=xp.int64)
