@@ -1,0 +1,268 @@
+"""The training loop the command line and the notebooks share.
+
+One step, exactly as in the lecture::
+
+    logits = model(images)                                  # (N, K, H, W)
+    loss, cache = softmax_cross_entropy_forward(logits, masks)
+    model.zero_grad()
+    model.backward(softmax_cross_entropy_backward(1.0, cache))
+    optimizer.step(); schedule.step()
+
+Every epoch ends with a validation pass (whole images, eval mode, a streaming
+confusion matrix), one line of metrics, a checkpoint (written atomically) and
+a row in ``metrics.csv`` / ``metrics.json``. The loss stays on the device
+during the epoch; it is read on the host only to print it (every
+``log_every`` steps) and at the end of the epoch.
+
+Reproducibility: the model is initialised from ``seed``, and the order,
+crops and flips of epoch e come from (seed, e) alone, so a run stopped after
+epoch e and resumed gives exactly the losses of an uninterrupted run.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy
+
+from . import functional as F
+from .backend import array_module, asarray, get_backend, set_backend, to_numpy
+from .checkpoint import load_checkpoint, save_checkpoint
+from .data import batches, default_augmentation, get_dataset
+from .metrics import ConfusionMatrix
+from .models import build_model
+from .optim import SGD, Adam, CosineSchedule
+
+CHECKPOINT = "checkpoint.npz"
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a run. The defaults train a tiny U-Net on Shapes in a few CPU minutes."""
+
+    model: str = "unet"
+    data: str = "shapes"
+    epochs: int = 6
+    batch_size: int = 16
+    lr: float = 3e-3
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    warmup_steps: int = 10
+    seed: int = 0
+    backend: str = "numpy"
+    out: str = "runs/unet-shapes"
+    base_channels: int = 16
+    model_options: dict = field(default_factory=dict)
+    num_train: int = 480
+    num_val: int = 64
+    image_size: int = 64
+    crop_size: int | None = None
+    repeat: int = 1
+    augment: bool = False
+    loss: str = "ce"
+    log_every: int = 5
+
+    def data_kwargs(self, split):
+        if self.data == "nuclei":
+            return {}
+        n = self.num_train if split == "train" else self.num_val
+        return {"num_images": n, "image_size": self.image_size, "seed": self.seed}
+
+
+# Settings that make each dataset train well by default (the command line's --data picks them).
+DATA_DEFAULTS = {
+    "shapes": {},
+    "nuclei": {"crop_size": 128, "repeat": 32, "augment": True, "batch_size": 8, "epochs": 8, "lr": 3e-3},
+    "mnist": {"num_train": 1000, "num_val": 200, "epochs": 6},
+}
+
+VAL_SPLIT = {"shapes": "val", "nuclei": "test", "mnist": "test"}
+
+
+class TrainingDiverged(RuntimeError):
+    """Raised when the loss becomes NaN or infinite; the last good checkpoint is kept."""
+
+
+def make_loss(name):
+    """(forward, backward) of the training loss: "ce", "dice", or "ce+dice" (their sum)."""
+    if name == "ce":
+        return F.softmax_cross_entropy_forward, F.softmax_cross_entropy_backward
+    if name == "dice":
+        return F.dice_loss_forward, F.dice_loss_backward
+    if name == "ce+dice":
+        def forward(logits, labels):
+            ce, ce_cache = F.softmax_cross_entropy_forward(logits, labels)
+            dice, dice_cache = F.dice_loss_forward(logits, labels)
+            return ce + dice, (ce_cache, dice_cache)
+
+        def backward(dout, cache):
+            return (F.softmax_cross_entropy_backward(dout, cache[0])
+                    + F.dice_loss_backward(dout, cache[1]))
+        return forward, backward
+    raise ValueError(f"unknown loss {name!r}; valid losses: ce, dice, ce+dice")
+
+
+def make_optimizer(config, model, total_steps):
+    if config.optimizer == "adam":
+        opt = Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    elif config.optimizer == "sgd":
+        opt = SGD(model.parameters(), lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)
+    else:
+        raise ValueError(f"unknown optimizer {config.optimizer!r}; valid: adam, sgd")
+    warmup = min(config.warmup_steps, total_steps // 5)  # short runs get a short warm-up
+    return opt, CosineSchedule(opt, total_steps, min_lr=config.lr * 0.01, warmup_steps=warmup)
+
+
+def train_step(model, optimizer, schedule, loss_fns, images, masks):
+    """One optimisation step; returns the loss as a 0-d array (still on the device)."""
+    forward, backward = loss_fns
+    logits = model(images)
+    loss, cache = forward(logits, masks)
+    model.zero_grad()
+    model.backward(backward(1.0, cache))
+    optimizer.step()
+    schedule.step()
+    return loss
+
+
+def predict(model, images, batch_size=16):
+    """Class map (N, H, W) of whole host images (N, C, H, W): eval mode, batch by batch, on the backend."""
+    was_training = model.training
+    model.eval()
+    labels = []
+    for start in range(0, len(images), batch_size):
+        labels.append(model(asarray(numpy.ascontiguousarray(images[start:start + batch_size],
+                                                            dtype=numpy.float32))).argmax(axis=1))
+    model.train(was_training)
+    return array_module(labels[0]).concatenate(labels, axis=0)
+
+
+def evaluate(model, dataset, batch_size=16, ignore_index=None) -> dict:
+    """Metrics of the model on whole images: pixel accuracy, mIoU, mean Dice, per-class IoU/Dice."""
+    matrix = ConfusionMatrix(dataset.num_classes, ignore_index=ignore_index)
+    was_training = model.training
+    model.eval()
+    for images, masks in batches(dataset, batch_size, shuffle=False):
+        matrix.update(model(images), masks)
+    model.train(was_training)
+    return matrix.summary()
+
+
+def _history_files(out, history):
+    with open(os.path.join(out, "metrics.json"), "w") as f:
+        json.dump(history, f, indent=1)
+    keys = list(history[0])
+    with open(os.path.join(out, "metrics.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(history)
+
+
+def _check_resume(config, ckpt):
+    saved = ckpt["meta"].get("train_config", {})
+    keys = ("model", "data", "base_channels", "seed", "image_size", "num_train", "model_options")
+    diff = {k: (saved.get(k), getattr(config, k)) for k in keys if saved.get(k) != getattr(config, k)}
+    if diff:
+        lines = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in diff.items())
+        raise ValueError(f"cannot resume: the checkpoint was trained with another config ({lines})")
+
+
+def train(config: TrainConfig, resume=False, progress=True, log=print, stop_after=None) -> dict:
+    """Train ``config.model`` on ``config.data``; returns {"history": [...], "model": model, ...}.
+
+    ``resume`` continues from the checkpoint in ``config.out``; ``stop_after=e`` stops
+    after epoch e as if interrupted (the schedule still plans for ``config.epochs``).
+
+    Writes to ``config.out``: checkpoint.npz, metrics.csv, metrics.json and the figures.
+    """
+    if config.backend != get_backend():
+        set_backend(config.backend)
+    train_set = get_dataset(config.data, "train", **config.data_kwargs("train"))
+    val_set = get_dataset(config.data, VAL_SPLIT[config.data], **config.data_kwargs("val"))
+    model = build_model(config.model, in_channels=train_set.images.shape[1], num_classes=train_set.num_classes,
+                        base_channels=config.base_channels, seed=config.seed, **config.model_options)
+    train_arrays = (numpy.repeat(train_set.images, config.repeat, axis=0),
+                    numpy.repeat(train_set.masks, config.repeat, axis=0))
+    steps_per_epoch = -(-len(train_arrays[0]) // config.batch_size)
+    optimizer, schedule = make_optimizer(config, model, config.epochs * steps_per_epoch)
+    loss_fns = make_loss(config.loss)
+    transform = default_augmentation() if config.augment else None
+    os.makedirs(config.out, exist_ok=True)
+    path = os.path.join(config.out, CHECKPOINT)
+
+    history, start = [], 0
+    if resume:
+        ckpt = load_checkpoint(path)
+        _check_resume(config, ckpt)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optim"])
+        schedule.load_state_dict(ckpt["sched"])
+        history = ckpt["meta"]["history"]
+        start = ckpt["meta"]["epoch"] + 1
+        log(f"resumed from {path} after epoch {start}")
+
+    last = config.epochs if stop_after is None else min(stop_after, config.epochs)
+    for epoch in range(start, last):
+        t0 = time.perf_counter()
+        total, count = 0.0, 0
+        bar = _progress(steps_per_epoch, f"epoch {epoch + 1}/{config.epochs}", progress)
+        losses = []
+        for step, (images, masks) in enumerate(batches(train_arrays, config.batch_size, seed=config.seed,
+                                                       epoch=epoch, transform=transform,
+                                                       crop_size=config.crop_size)):
+            losses.append(train_step(model, optimizer, schedule, loss_fns, images, masks))
+            if bar is not None:
+                bar.update(1)
+                if (step + 1) % config.log_every == 0:  # the only host read inside the epoch
+                    bar.set_postfix(loss=f"{float(losses[-1]):.4f}")
+        if bar is not None:
+            bar.close()
+        epoch_losses = [float(v) for v in to_numpy(_stack(losses))]
+        train_loss = sum(epoch_losses) / len(epoch_losses)
+        if not math.isfinite(train_loss):
+            raise TrainingDiverged(
+                f"the loss became {train_loss} in epoch {epoch + 1}; stopped. The last good checkpoint "
+                f"(epoch {epoch}) is kept at {path}. Try a smaller --lr."
+            )
+        seconds = time.perf_counter() - t0
+        metrics = evaluate(model, val_set, config.batch_size)
+        row = {"epoch": epoch + 1, "train_loss": train_loss, "seconds": seconds,
+               "lr": optimizer.lr, **{f"val_{k}": v for k, v in metrics.items()}, "step_losses": epoch_losses}
+        history.append(row)
+        log(f"epoch {epoch + 1}/{config.epochs}  loss {train_loss:.4f}  val mIoU {metrics['miou']:.4f}  "
+            f"pixel acc {metrics['pixel_accuracy']:.4f}  mean Dice {metrics['mean_dice']:.4f}  ({seconds:.1f} s)")
+        save_checkpoint(path, model, optimizer, schedule,
+                        meta={"train_config": dataclasses.asdict(config), "epoch": epoch, "history": history,
+                              "class_names": list(train_set.class_names)})
+        _history_files(config.out, [{k: v for k, v in r.items() if k != "step_losses"} for r in history])
+    if history:
+        save_figures(config.out, history, model, val_set)
+    return {"history": history, "model": model, "val_set": val_set, "checkpoint": path}
+
+
+def save_figures(out, history, model, dataset, count=4):
+    """learning_curves.png and predictions.png (input / truth / prediction) in ``out``."""
+    from .viz import plot_history, plot_predictions
+
+    plot_history(history, os.path.join(out, "learning_curves.png"))
+    images, masks = dataset.images[:count], dataset.masks[:count]
+    plot_predictions(images, masks, to_numpy(predict(model, images)), os.path.join(out, "predictions.png"),
+                     class_names=list(dataset.class_names))
+
+
+def _stack(losses):
+    xp = array_module(losses[0])
+    return xp.stack([xp.asarray(v) for v in losses])
+
+
+def _progress(total, desc, enabled):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)

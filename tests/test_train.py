@@ -1,0 +1,155 @@
+"""Training loop, checkpoints and the command line: resume exactly, fail clearly, keep what is good."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from minimal_seg import cli
+from minimal_seg.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from minimal_seg.models import build_model
+from minimal_seg.train import TrainConfig, TrainingDiverged, train
+
+
+def tiny_config(out, **kw):
+    options = dict(model="unet", data="shapes", epochs=2, batch_size=8, lr=3e-3, base_channels=4,
+                   num_train=24, num_val=8, image_size=32, out=str(out), model_options={"depth": 2})
+    options.update(kw)
+    return TrainConfig(**options)
+
+
+def test_resume_continues_exactly(tmp_path):
+    straight = train(tiny_config(tmp_path / "a", epochs=3), progress=False, log=lambda *_: None)
+    first = train(tiny_config(tmp_path / "b", epochs=3), progress=False, log=lambda *_: None, stop_after=1)
+    assert len(first["history"]) == 1
+    resumed = train(tiny_config(tmp_path / "b", epochs=3), resume=True, progress=False, log=lambda *_: None)
+    a = [row["step_losses"] for row in straight["history"]]
+    b = [row["step_losses"] for row in resumed["history"]]
+    assert a == b  # bit for bit
+    assert a[0] != a[2]
+
+
+def test_outputs_written(tmp_path):
+    result = train(tiny_config(tmp_path, epochs=1), progress=False, log=lambda *_: None)
+    for name in ("checkpoint.npz", "metrics.csv", "metrics.json", "learning_curves.png", "predictions.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    rows = json.loads((tmp_path / "metrics.json").read_text())
+    assert rows[0]["epoch"] == 1 and 0 <= rows[0]["val_miou"] <= 1
+    assert not [f for f in os.listdir(tmp_path) if f.startswith(".tmp-")]  # no temporary file left behind
+    # the checkpoint loads without pickle and rebuilds the same model
+    model, ckpt = model_from_checkpoint(tmp_path / "checkpoint.npz")
+    for name, value in result["model"].state_dict().items():
+        np.testing.assert_array_equal(model.state_dict()[name], value)
+    assert ckpt["meta"]["epoch"] == 0 and "optim" in ckpt and ckpt["optim"]
+
+
+def test_training_learns(tmp_path):
+    """A few epochs on small Shapes images beat the all-background guess (mIoU ~0.16) by far."""
+    config = tiny_config(tmp_path, epochs=4, num_train=64, base_channels=8, lr=5e-3)
+    history = train(config, progress=False, log=lambda *_: None)["history"]
+    assert history[-1]["train_loss"] < 0.6 * history[0]["step_losses"][0]
+    assert history[-1]["val_miou"] > 0.3
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+    import minimal_seg.train as train_module
+
+    train(tiny_config(tmp_path, epochs=2), progress=False, log=lambda *_: None, stop_after=1)
+    good = load_checkpoint(tmp_path / "checkpoint.npz")
+    real_step = train_module.train_step
+
+    def poisoned(*args):
+        return real_step(*args) * np.float32("nan")
+
+    monkeypatch.setattr(train_module, "train_step", poisoned)
+    with pytest.raises(TrainingDiverged, match="the loss became nan in epoch 2.*last good checkpoint"):
+        train(tiny_config(tmp_path, epochs=2), resume=True, progress=False, log=lambda *_: None)
+    kept = load_checkpoint(tmp_path / "checkpoint.npz")
+    assert kept["meta"]["epoch"] == 0
+    for name in good["model"]:
+        np.testing.assert_array_equal(kept["model"][name], good["model"][name])
+
+
+def test_checkpoint_from_another_model_names_the_parameter(tmp_path):
+    path = save_checkpoint(tmp_path / "c.npz", build_model("unet", in_channels=1, num_classes=4, base_channels=4))
+    other = build_model("unet", in_channels=1, num_classes=4, base_channels=8)
+    with pytest.raises(ValueError, match=r"parameter 'enc0.0.0.w' has shape \(8, 1, 3, 3\).*\(4, 1, 3, 3\)"):
+        other.load_state_dict(load_checkpoint(path)["model"])
+    fcn = build_model("fcn8s", in_channels=1, num_classes=4)
+    with pytest.raises(ValueError, match="missing.*unexpected"):
+        fcn.load_state_dict(load_checkpoint(path)["model"])
+
+
+def test_resume_with_another_config_is_refused(tmp_path):
+    train(tiny_config(tmp_path, epochs=1), progress=False, log=lambda *_: None)
+    with pytest.raises(ValueError, match="cannot resume.*base_channels: checkpoint 4 vs now 8"):
+        train(tiny_config(tmp_path, epochs=2, base_channels=8), resume=True, progress=False)
+
+
+def test_checkpoint_needs_no_pickle(tmp_path):
+    path = save_checkpoint(tmp_path / "c.npz", build_model("fcn32s", in_channels=1, num_classes=2, base_channels=2))
+    with np.load(path, allow_pickle=False) as data:
+        assert all(data[k].dtype != object for k in data.files)
+
+
+def test_not_a_checkpoint(tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_text("hello")
+    with pytest.raises(ValueError, match="not a readable .npz checkpoint"):
+        load_checkpoint(bad)
+    with pytest.raises(ValueError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.npz")
+
+
+# ---- the command line -------------------------------------------------------------
+
+def test_cli_unknown_model_lists_valid_ones(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--model", "segformer"])
+    err = capsys.readouterr().err
+    assert "invalid choice: 'segformer'" in err and "unet" in err and "fcn8s" in err
+
+
+def test_cli_unknown_data_lists_valid_ones(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--data", "cityscapes"])
+    assert "choose from" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    train(tiny_config(out, epochs=1), progress=False, log=lambda *_: None)
+    return out / "checkpoint.npz"
+
+
+def test_cli_evaluate(trained, capsys):
+    assert cli.main(["evaluate", str(trained)]) == 0
+    out = capsys.readouterr().out
+    assert "miou" in out and "pixel_accuracy" in out
+
+
+def test_cli_predict_writes_a_colour_mask(trained, tmp_path, capsys):
+    import matplotlib.image
+
+    from minimal_seg.data import Shapes
+
+    image = Shapes(1, 32, seed=3).images[0, 0]
+    matplotlib.image.imsave(tmp_path / "in.png", image, cmap="gray")
+    assert cli.main(["predict", str(trained), str(tmp_path / "in.png"), "--out", str(tmp_path / "m.png")]) == 0
+    mask = matplotlib.image.imread(tmp_path / "m.png")
+    assert mask.shape[:2] == (32, 32)
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_cli_predict_unreadable_image_is_one_line(trained, tmp_path, capsys):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not a png")
+    assert cli.main(["predict", str(trained), str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: cannot read image") and "\n" not in err and "Traceback" not in err
+
+
+def test_cli_bad_checkpoint_is_one_line(tmp_path, capsys):
+    assert cli.main(["evaluate", str(tmp_path / "nope.npz")]) == 2
+    assert capsys.readouterr().err.strip().startswith("error: checkpoint")
