@@ -4,6 +4,9 @@
     evaluate    metrics of a checkpoint on a dataset split
     predict     colour mask of an image file from a checkpoint
     gradcheck   float64 gradient check of every op, as a table
+    bench       time the conv ops against PyTorch and the bare GEMMs (JSON + PNG)
+    check       autograde an assignment: python -m minimal_seg check a1 --impl my_a1.py
+    make-student OUT_DIR   write the student version of the assignments
 """
 from __future__ import annotations
 
@@ -147,6 +150,53 @@ def _to_model_input(picture, channels, data):
     return standardize(image)
 
 
+def cmd_check(args) -> int:
+    """Autograde one assignment (or all): a table of checks, details and hints for each failure."""
+    from .assignments import ASSIGNMENTS, check
+
+    names = list(ASSIGNMENTS) if args.assignment == "all" else [args.assignment]
+    try:
+        results = [check(name, impl=args.impl) for name in names]
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if len(results) > 1:
+        print("summary: " + ", ".join(f"{r.assignment} {'PASS' if r.passed else 'FAIL'}" for r in results))
+    return 0 if all(r.passed for r in results) else 1
+
+
+def cmd_make_student(args) -> int:
+    """Write the student version of every assignment (solutions replaced by stubs)."""
+    from .assignments.make_student import main as make_student
+
+    return make_student([args.out_dir] + (["--force"] if args.force else []))
+
+
+def _add_assignment_commands(sub):
+    p = sub.add_parser("check", help="autograde an assignment: shapes, hand examples, gradient check, reference")
+    p.add_argument("assignment", help="a1 ... a6, or all")
+    p.add_argument("--impl", default=None,
+                   help="the student's file, or a folder holding it (default: the reference solution)")
+    p.set_defaults(func=cmd_check)
+    p = sub.add_parser("make-student", help="write the assignments with every solution replaced by a stub")
+    p.add_argument("out_dir", help="folder to write the student files into")
+    p.add_argument("--force", action="store_true", help="overwrite existing files")
+    p.set_defaults(func=cmd_make_student)
+
+
+def cmd_bench(args) -> int:
+    """Time every conv op at U-Net shapes against torch and the bare GEMMs; see minimal_seg.bench."""
+    import os
+
+    from .bench import run
+
+    run(backend_name=args.backend, quick=args.quick, repeats=args.repeats, warmup=args.warmup,
+        batch=args.batch, size=args.size, base=args.base, use_torch=not args.no_torch,
+        json_path=os.path.join(args.out, "bench.json"), png_path=os.path.join(args.out, "bench.png"),
+        seed=args.seed, settle=args.settle)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m minimal_seg",
                                      description="Semantic segmentation from scratch in NumPy/CuPy.")
@@ -156,7 +206,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     _add_backend(p)
     p.set_defaults(func=cmd_gradcheck)
+    _add_assignment_commands(sub)
+    _add_bench_command(sub)
     return parser
+
+
+def _add_bench_command(sub):
+    p = sub.add_parser("bench", help="time the conv ops against PyTorch and the bare GEMMs (JSON + PNG)")
+    p.add_argument("--quick", action="store_true", help="tiny shapes, few repeats (a smoke test)")
+    p.add_argument("--repeats", type=int, default=None, help="timed repeats per op (default 15, quick 3)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed runs first (default 3, quick 1)")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--size", type=int, default=64, help="image height and width")
+    p.add_argument("--base", type=int, default=16, help="channels of the first U-Net level")
+    p.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
+    p.add_argument("--out", default=".", help="folder for bench.json and bench.png (default: here)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--settle", type=float, default=0.15,
+                   help="seconds between the NumPy and the torch timings, for BLAS/OpenMP threads to sleep")
+    _add_backend(p)
+    p.set_defaults(func=cmd_bench)
 
 
 def _add_training_commands(sub):

@@ -66,6 +66,13 @@ def _extra_entries():
             ("upsample_bilinear", F.upsample_bilinear_forward, F.upsample_bilinear_backward,
              lambda rng: {"x": _randn(rng, 2, 2, 5, 4)}, {"size": (7, 9)}),
         ]
+    if hasattr(F, "adaptive_avg_pool2d_forward"):
+        entries += [  # bins that overlap (7 -> 3) and more bins than pixels (5 -> 6)
+            ("adaptive_avg_pool2d", F.adaptive_avg_pool2d_forward, F.adaptive_avg_pool2d_backward,
+             lambda rng: {"x": _randn(rng, 2, 2, 7, 5)}, {"output_size": (3, 6)}),
+            ("adaptive_avg_pool2d", F.adaptive_avg_pool2d_forward, F.adaptive_avg_pool2d_backward,
+             lambda rng: {"x": _randn(rng, 2, 2, 4, 6)}, {"output_size": 1}),
+        ]
     if hasattr(F, "relu_forward"):
         entries += [
             ("relu", F.relu_forward, F.relu_backward, lambda rng: {"x": _tie_free(rng, 2, 3, 4, 4) - 1.55}, {}),
@@ -82,6 +89,12 @@ def _extra_entries():
              lambda rng: {"logits": _randn(rng, 2, 3, 4, 4), "labels": _labels(rng, 2, 3, 4, 4)}, {}),
             ("jaccard_loss", F.jaccard_loss_forward, F.jaccard_loss_backward,
              lambda rng: {"logits": _randn(rng, 2, 3, 4, 4), "labels": _labels(rng, 2, 3, 4, 4)}, {}),
+        ]
+    if hasattr(F, "linear_forward"):
+        entries += [
+            ("linear", F.linear_forward, F.linear_backward,
+             lambda rng: {"x": _randn(rng, 3, 5), "w": _randn(rng, 4, 5), "b": _randn(rng, 4)}, {}),
+            ("flatten", F.flatten_forward, F.flatten_backward, lambda rng: {"x": _randn(rng, 2, 3, 2, 2)}, {}),
         ]
     return entries
 

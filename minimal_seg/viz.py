@@ -88,3 +88,60 @@ def plot_history(history, path=None):
         fig.savefig(path, dpi=100)
         plt.close(fig)
     return fig
+
+
+# ----------------------------------------------------------------------------------------------
+# Small pictures for the lecture notebooks: numbers in a grid, boxes
+# ----------------------------------------------------------------------------------------------
+
+def plot_matrix(values, ax=None, title=None, fmt="{:g}", cmap="Blues", highlight=None, fontsize=None,
+                vmin=None, vmax=None):
+    """A small 2-D array as coloured cells with its numbers written in (the lecture's grids).
+
+    values (H, W) (a 1-D array is shown as one row); ``highlight`` an optional
+    boolean (H, W) mask whose cells get a red frame (e.g. the max-pool winners);
+    ``fmt`` formats each number (``None``: no numbers). Returns the axes.
+    """
+    import matplotlib.pyplot as plt
+
+    values = numpy.asarray(values, dtype=numpy.float64)
+    if values.ndim == 1:
+        values = values[None, :]
+    h, w = values.shape
+    if ax is None:
+        _, ax = plt.subplots(figsize=(max(1.5, 0.45 * w), max(1.2, 0.45 * h)))
+    ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax)
+    if fmt is not None:
+        lo, hi = numpy.nanmin(values), numpy.nanmax(values)
+        lo, hi = (lo if vmin is None else vmin), (hi if vmax is None else vmax)
+        size = fontsize or (10 if max(h, w) <= 8 else 7)
+        for i in range(h):
+            for j in range(w):
+                dark = hi > lo and (values[i, j] - lo) / (hi - lo) > 0.6
+                ax.text(j, i, fmt.format(values[i, j]), ha="center", va="center", fontsize=size,
+                        color="white" if dark else "black")
+    if highlight is not None:
+        for i, j in zip(*numpy.nonzero(numpy.asarray(highlight))):
+            ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2.5))
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=10)
+    return ax
+
+
+def draw_boxes(ax, boxes, labels=None, color="tab:orange", linewidth=2, linestyle="-"):
+    """Draw (M, 4) boxes (x1, y1, x2, y2) on an ``imshow`` axes; returns the axes.
+
+    Box coordinates are continuous, with pixel (r, c) covering [c, c+1] x [r, r+1]
+    (the convention of ``metrics.box_iou``); imshow centres pixel (r, c) at (c, r),
+    so the rectangles are shifted by half a pixel. ``labels``: optional strings.
+    """
+    import matplotlib.pyplot as plt
+
+    for k, (x1, y1, x2, y2) in enumerate(numpy.asarray(boxes, dtype=numpy.float64)):
+        ax.add_patch(plt.Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, edgecolor=color,
+                                   linewidth=linewidth, linestyle=linestyle))
+        if labels is not None:
+            ax.text(x1 - 0.5, y1 - 1, str(labels[k]), color=color, fontsize=8, va="bottom")
+    return ax

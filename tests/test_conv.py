@@ -4,13 +4,18 @@ import pytest
 from helpers import assert_close, dot, rand, to_torch, torch_or_skip
 
 from minimal_seg.backend import to_numpy
+from minimal_seg.functional import conv
 from minimal_seg.functional.conv import (
+    batch_chunks,
     col2im,
     conv2d_backward,
     conv2d_forward,
     conv_transpose2d_backward,
     conv_transpose2d_forward,
+    get_im2col_budget,
     im2col,
+    set_im2col_budget,
+    use_im2col_budget,
 )
 from minimal_seg.gradcheck import gradcheck
 
@@ -29,6 +34,7 @@ CONV_CASES = [
     ((6, 5), (2, 3), (1, 2), (1, 0), (2, 1)),
     ((4, 4), 1, 1, 0, 1),
     ((5, 6), (3, 1), 2, (0, 1), 1),
+    ((4, 5), 1, 1, 1, 1),  # padding > dilation*(kernel-1): dx by col2im even at stride 1
 ]
 
 # (input size, kernel, stride, padding, output_padding, dilation)
@@ -60,14 +66,17 @@ def test_conv2d_hand_example(xp):
 
 
 def test_im2col_columns_are_windows(xp):
-    x = np.arange(2 * 5 * 5, dtype=np.float64).reshape(1, 2, 5, 5)
+    # cols is (C*KH*KW, N*OH*OW): column (n, p, q) is the window of image n at output (p, q),
+    # flattened in (c, i, j) order, the order of w.reshape(OC, C*KH*KW).
+    x = np.arange(2 * 2 * 5 * 5, dtype=np.float64).reshape(2, 2, 5, 5)
     cols = to_numpy(im2col(xp.asarray(x), 3, stride=2, padding=1))
     xpad = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
-    assert cols.shape == (1, 2 * 9, 9)
-    for p in range(3):
-        for q in range(3):
-            window = xpad[0, :, 2 * p:2 * p + 3, 2 * q:2 * q + 3].ravel()
-            np.testing.assert_array_equal(cols[0, :, p * 3 + q], window)
+    assert cols.shape == (2 * 9, 2 * 9)
+    for n in range(2):
+        for p in range(3):
+            for q in range(3):
+                window = xpad[n, :, 2 * p:2 * p + 3, 2 * q:2 * q + 3].ravel()
+                np.testing.assert_array_equal(cols[:, n * 9 + p * 3 + q], window)
 
 
 @pytest.mark.parametrize("size,k,s,p,d", CONV_CASES)
@@ -178,6 +187,169 @@ def test_backward_does_not_modify_dout(xp, rng):
     before = dout.copy()
     conv2d_backward(dout, cache)
     np.testing.assert_array_equal(to_numpy(dout), to_numpy(before))
+
+
+STRIDE1_CASES = [case for case in CONV_CASES if case[2] == 1 and case[0] != (4, 5)]
+
+
+@pytest.mark.parametrize("size,k,s,p,d", STRIDE1_CASES)
+def test_stride1_shortcut_equals_col2im(xp, rng, size, k, s, p, d):
+    """conv2d_backward's stride-1 shortcut (gradients from the columns of dout) == the general col2im path."""
+    kh, kw = (k, k) if isinstance(k, int) else k
+    x, w = xp.asarray(rand(rng, (2, 3) + size)), xp.asarray(rand(rng, (4, 3, kh, kw)))
+    out, cache = conv2d_forward(x, w, stride=s, padding=p, dilation=d)
+    assert cache.flip_padding is not None and cache.cols is None
+    dout = xp.asarray(rand(rng, out.shape))
+    dx, dw, _ = conv2d_backward(dout, cache)
+    general = type(cache)(**vars(cache))
+    general.flip_padding = None  # forces im2col of x and col2im of W.T @ dout
+    dx2, dw2, _ = conv2d_backward(dout, general)
+    np.testing.assert_allclose(to_numpy(dx), to_numpy(dx2), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(to_numpy(dw), to_numpy(dw2), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_conv2d_many_output_channels_matches_torch(xp, rng, dtype):
+    """OC > 2*C (a first layer): stride 1, but the backward takes the general path."""
+    torch = torch_or_skip()
+    x, w, b = rand(rng, (2, 1, 6, 5), dtype), rand(rng, (8, 1, 3, 3), dtype), rand(rng, (8,), dtype)
+    out, cache = conv2d_forward(xp.asarray(x), xp.asarray(w), xp.asarray(b), padding=1)
+    assert cache.flip_padding is None and cache.cols is not None
+    xt, wt, bt = to_torch(x, True), to_torch(w, True), to_torch(b, True)
+    ref = torch.nn.functional.conv2d(xt, wt, bt, padding=1)
+    dout = rand(rng, ref.shape, dtype)
+    ref.backward(torch.from_numpy(dout))
+    for ours, theirs in zip((out,) + conv2d_backward(xp.asarray(dout), cache), (ref, xt.grad, wt.grad, bt.grad)):
+        assert to_numpy(ours).dtype == dtype
+        assert_close(ours, theirs, dtype)
+
+
+# ---- the im2col memory budget ------------------------------------------------------
+
+def _int_valued(rng, shape, dtype):
+    """Small integers stored as floats: every sum is exact, in any order, so chunking can't change a bit."""
+    return rng.integers(-3, 4, size=shape).astype(dtype)
+
+
+def _conv_grads(xp, x, w, b, dout, transposed, opts):
+    fwd, bwd = (conv_transpose2d_forward, conv_transpose2d_backward) if transposed else (conv2d_forward, conv2d_backward)
+    out, cache = fwd(xp.asarray(x), xp.asarray(w), xp.asarray(b), **opts)
+    return [to_numpy(a) for a in (out,) + tuple(bwd(xp.asarray(dout), cache))]
+
+
+# (transposed, C, OC, size, kernel, options): stride 1 (dx by the flipped kernel), stride 2 (by col2im),
+# dilation, and the U-Net's transposed conv
+BUDGET_CASES = [
+    (False, 3, 4, (6, 7), 3, dict(stride=1, padding=1)),
+    (False, 3, 4, (7, 6), 3, dict(stride=2, padding=1)),
+    (False, 2, 5, (7, 7), 3, dict(stride=1, padding=2, dilation=2)),
+    (True, 4, 3, (3, 4), 2, dict(stride=2)),
+    (True, 3, 2, (4, 3), 3, dict(stride=1, padding=1, output_padding=0, dilation=1)),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("transposed,c,oc,size,k,opts", BUDGET_CASES)
+def test_chunked_equals_unchunked(xp, rng, monkeypatch, dtype, transposed, c, oc, size, k, opts):
+    n = 5  # odd, so the last chunk is smaller
+    x = _int_valued(rng, (n, c) + size, dtype)
+    w = _int_valued(rng, (c, oc, k, k) if transposed else (oc, c, k, k), dtype)
+    b = _int_valued(rng, (oc,), dtype)
+    out, _ = (conv_transpose2d_forward if transposed else conv2d_forward)(xp.asarray(x), xp.asarray(w), **opts)
+    dout = _int_valued(rng, out.shape, dtype)
+    whole = _conv_grads(xp, x, w, b, dout, transposed, opts)
+
+    largest, calls = [0], [0]
+    real_im2col, real_col2im = conv.im2col, conv.col2im
+
+    def spy_im2col(*args, **kwargs):
+        cols = real_im2col(*args, **kwargs)
+        largest[0], calls[0] = max(largest[0], cols.nbytes), calls[0] + 1
+        return cols
+
+    def spy_col2im(cols, *args, **kwargs):
+        largest[0], calls[0] = max(largest[0], cols.nbytes), calls[0] + 1
+        return real_col2im(cols, *args, **kwargs)
+
+    monkeypatch.setattr(conv, "im2col", spy_im2col)
+    monkeypatch.setattr(conv, "col2im", spy_col2im)
+    # the largest column matrix of one image: of x or dout for conv2d, of dout (C_out rows per offset,
+    # one column per input pixel) for conv_transpose2d
+    in_pixels, out_pixels = int(np.prod(size)), int(np.prod(out.shape[2:]))
+    per_image = (oc * in_pixels if transposed else max(c * out_pixels, oc * in_pixels)) * k * k
+    budget = per_image * np.dtype(dtype).itemsize  # one image per chunk for the largest matrix
+    with use_im2col_budget(budget):
+        chunked = _conv_grads(xp, x, w, b, dout, transposed, opts)
+    assert calls[0] >= n, "expected the batch to be split into chunks"
+    assert largest[0] <= budget
+    for got, expected in zip(chunked, whole):
+        assert got.dtype == dtype
+        np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_chunked_float32_random(xp, rng, stride):
+    """Random float32 data: chunks change the summation order of dW only, well within float32 tolerance."""
+    x, w = rand(rng, (7, 4, 9, 9), np.float32), rand(rng, (6, 4, 3, 3), np.float32)
+    out, cache = conv2d_forward(xp.asarray(x), xp.asarray(w), stride=stride, padding=1)
+    dout = rand(rng, out.shape, np.float32)
+    grads = conv2d_backward(xp.asarray(dout), cache)
+    # 3 images per chunk of the largest column matrix: of dout (6 channels, 9x9) with stride 1, else of x
+    per_image = (6 * 81 if stride == 1 else 4 * int(np.prod(out.shape[2:]))) * 9 * 4
+    with use_im2col_budget(3 * per_image):
+        out2, cache2 = conv2d_forward(xp.asarray(x), xp.asarray(w), stride=stride, padding=1)
+        grads2 = conv2d_backward(xp.asarray(dout), cache2)
+    assert cache2.cols is None  # several chunks: the backward recomputes (or never needs) the columns
+    for a, b_ in zip((out,) + grads[:2], (out2,) + grads2[:2]):
+        assert to_numpy(b_).dtype == np.float32
+        np.testing.assert_allclose(to_numpy(b_), to_numpy(a), rtol=1e-5, atol=1e-4)
+
+
+def test_batch_chunks(xp):
+    five, none = xp.zeros((5, 1)), xp.zeros((0, 1))
+    with use_im2col_budget(1000):
+        assert batch_chunks(five, 400) == [slice(0, 2), slice(2, 4), slice(4, 5)]
+        assert batch_chunks(five, 100) == [slice(0, 5)]
+        assert batch_chunks(none, 100) == [slice(0, 0)]
+        with pytest.raises(MemoryError, match="single image.*budget"):
+            batch_chunks(five, 1001)
+    # on a CPU, chunks of about CPU_CHUNK_BYTES (cache-sized) even when the budget allows more
+    mib, eight = 2**20, xp.zeros((8, 1))
+    if xp.__name__ == "numpy":
+        assert conv.CPU_CHUNK_BYTES == 4 * mib
+        assert batch_chunks(eight, mib) == [slice(0, 4), slice(4, 8)]
+        assert batch_chunks(eight, 20 * mib) == [slice(i, i + 1) for i in range(8)]
+    else:
+        assert batch_chunks(eight, 3 * mib) == [slice(0, 8)]
+
+
+def test_one_image_over_budget_raises(xp):
+    with use_im2col_budget(1024):
+        with pytest.raises(MemoryError, match="set_im2col_budget"):
+            conv2d_forward(xp.zeros((2, 8, 16, 16)), xp.zeros((4, 8, 3, 3)), padding=1)
+
+
+def test_set_im2col_budget():
+    before = get_im2col_budget()
+    with use_im2col_budget("64M"):
+        assert get_im2col_budget() == 64 * 2**20
+        set_im2col_budget("1.5G")
+        assert get_im2col_budget() == int(1.5 * 2**30)
+        set_im2col_budget(4096)
+        assert get_im2col_budget() == 4096
+        with pytest.raises(ValueError):
+            set_im2col_budget(0)
+    assert get_im2col_budget() == before
+
+
+def test_budget_from_environment():
+    code = "from minimal_seg.functional.conv import get_im2col_budget; print(get_im2col_budget())"
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, MINIMAL_SEG_IM2COL_BUDGET="32M")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert int(out.stdout) == 32 * 2**20
 
 
 # ---- bad input ------------------------------------------------------------------

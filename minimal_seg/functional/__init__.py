@@ -1,7 +1,7 @@
 """Pure forward/backward pairs: ``out, cache = op_forward(...)``, ``grads = op_backward(dout, cache)``.
 
 Read in the order of the course: shapes (output sizes) -> conv (im2col) ->
-conv_matrix (the lecture's view) -> pool -> upsample -> activation -> norm -> loss.
+conv_matrix (the lecture's view) -> pool -> upsample -> adaptive_pool -> activation -> norm -> loss.
 """
 from .conv import (
     col2im,
@@ -62,3 +62,5 @@ from .tensor import (
     pad_to_multiple_forward,
     uncrop,
 )
+from .adaptive_pool import adaptive_avg_pool2d_backward, adaptive_avg_pool2d_forward, adaptive_pool_matrix
+from .linear import flatten_backward, flatten_forward, linear_backward, linear_forward

@@ -1,38 +1,67 @@
 """Convolution and transposed convolution, by im2col and one matrix product.
 
 Notation: x (N, C, H, W), w (OC, C, KH, KW), out (N, OC, OH, OW); stride
-(SH, SW), padding (PH, PW), dilation (DH, DW); L = OH*OW window positions.
-Output sizes come from ``shapes.py`` (the PyTorch formulas).
+(SH, SW), padding (PH, PW), dilation (DH, DW); L = OH*OW window positions;
+K = C*KH*KW values in one window. Output sizes come from ``shapes.py``.
 
-**im2col** copies every KH x KW window of the padded input into a column::
+**im2col** copies every KH x KW window of the padded input into one column
+of a single matrix for the whole batch::
 
-    cols[n, (c, i, j), (oh, ow)] = xpad[n, c, oh*SH + i*DH, ow*SW + j*DW]
+    cols[(c, i, j), (n, oh, ow)] = xpad[n, c, oh*SH + i*DH, ow*SW + j*DW]
 
-so the convolution is one matrix product per image::
+so cols is (K, N*L): row (c, i, j) is channel c at kernel offset (i, j),
+column (n, oh, ow) is one window. The convolution of the whole batch is then
+one matrix product (a GEMM), with the weight flattened to W (OC, K)::
 
-    out[n] = w.reshape(OC, C*KH*KW) @ cols[n]                (+ b)
+    out = W @ cols                  (OC, N*L), then  + b
+    out -> (OC, N, OH, OW) -> (N, OC, OH, OW)     (move the batch axis back)
 
 **col2im** is the transpose (adjoint) of im2col: it adds every column back
-into the window it came from. Both loop over the KH*KW kernel offsets, never
-over pixels: for one offset (i, j), the pixels a window reads form a strided
-slice of the padded input.
+into the window it came from, so overlapping windows sum up. Both loop over
+the KH*KW kernel offsets, never over pixels: for one offset (i, j), the
+pixels the windows read form a strided slice of the padded input.
 
-Backward of ``out = W @ cols`` (gradients of a matrix product)::
+Backward of ``out = W @ cols`` (gradients of a matrix product), with dout
+laid out like out, as an (OC, N*L) matrix::
 
-    dW    = sum_n dout[n] @ cols[n].T          (conv_weight_grad)
-    dcols = W.T @ dout[n]   ->  dx = col2im(dcols)
+    dW    = dout @ cols.T           (conv_weight_grad)
+    dcols = W.T @ dout   ->  dx = col2im(dcols)
+
+Why this layout: with the batch inside the columns, each product is one
+GEMM over the whole batch on 2-D arrays BLAS (and cuBLAS) take as they are;
+the price is two cheap copies that move the channel axis in front of the
+batch axis and back (``_channels_first``, ``_batch_first``).
+
+**Stride 1 shortcut.** A stride-1 convolution is also a transposed
+convolution (of x, with the flipped kernel), so ``conv2d_backward`` can get
+both gradients from one im2col of dout, like ``conv_transpose2d_backward``,
+without col2im and without keeping cols from the forward pass. Same
+numbers, less time and memory.
 
 The **transposed convolution** is the transpose of the convolution matrix
 (see ``conv_matrix.py``): its forward is exactly the conv's input gradient
 (col2im of W.T @ x), and its backward is the conv's forward. Its weight is
 laid out (C_in, C_out, KH, KW), as in PyTorch, because it is the weight of
 the convolution that maps C_out channels back to C_in.
+
+**Memory.** cols is KH*KW times larger than x, so every op works through the
+batch in chunks of images (``batch_chunks``): never more than the im2col
+budget (default 256 MiB; ``set_im2col_budget``, ``use_im2col_budget`` or the
+environment variable ``MINIMAL_SEG_IM2COL_BUDGET``, e.g. ``512M``), and on a
+CPU about 4 MiB, which still sits in the cache when the GEMM reads it. The
+chunks give the same results as one big matrix.
 """
 from __future__ import annotations
 
-from ..backend import array_module
+import contextlib
+import os
+
+from ..backend import array_module, is_device_array
 from .common import Cache, check_array, check_float, check_nchw, check_ndim, check_same_module
 from .shapes import conv2d_output_shape, conv_transpose2d_output_shape, nonnegative_pair, positive_pair
+
+
+# ---- im2col and col2im -------------------------------------------------------------
 
 
 def _window(start: int, step: int, count: int) -> slice:
@@ -49,28 +78,54 @@ def _conv_params(kernel_size, stride, padding, dilation):
     )
 
 
-def im2col(x, kernel_size, stride=1, padding=0, dilation=1, out_size=None):
-    """Unfold the windows of x (N, C, H, W) into cols (N, C*KH*KW, OH*OW).
+def _channels_first(a):
+    """(N, C, H, W) -> the (C, N*H*W) matrix the GEMMs use (a copy)."""
+    n, c, h, w = a.shape
+    return a.transpose(1, 0, 2, 3).reshape(c, n * h * w)
 
-    Row (c, i, j) of ``cols[n]`` holds channel c at kernel offset (i, j) for
-    every window position; ``out_size`` (OH, OW) may ask for fewer positions
-    than the formula gives (used by the transposed convolution).
+
+def _batch_first(m, out, b=None):
+    """Write the (C, N*H*W) matrix m into out (N, C, H, W), plus b (C,) if given: ``_channels_first`` undone."""
+    xp = array_module(m)
+    n, c, h, w = out.shape
+    m = m.reshape(c, n, h, w).transpose(1, 0, 2, 3)
+    if b is None:
+        out[...] = m
+    else:
+        xp.add(m, b[:, None, None], out=out)
+
+
+def _join(parts):
+    """Concatenate per-chunk results along the batch axis (no copy for a single chunk)."""
+    return parts[0] if len(parts) == 1 else array_module(parts[0]).concatenate(parts)
+
+
+def im2col(x, kernel_size, stride=1, padding=0, dilation=1, out_size=None):
+    """Unfold the windows of x (N, C, H, W) into cols (C*KH*KW, N*OH*OW).
+
+    Column (n, oh, ow) is the window of image n at output position (oh, ow);
+    row (c, i, j) is channel c at kernel offset (i, j). ``out_size`` (OH, OW)
+    may ask for fewer positions than the formula gives (used by the
+    transposed convolution).
     """
     check_nchw(x)
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = _conv_params(kernel_size, stride, padding, dilation)
     n, c, h, w = x.shape
     oh, ow = out_size or conv2d_output_shape((h, w), (kh, kw), (sh, sw), (ph, pw), (dh, dw))
     xp = array_module(x)
-    xpad = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x
-    cols = xp.empty((n, c, kh, kw, oh, ow), dtype=x.dtype)
+    xpad = x.transpose(1, 0, 2, 3)  # (C, N, H, W): channels first, then the batch, like the rows of cols
+    if ph or pw:
+        xpad = xp.zeros((c, n, h + 2 * ph, w + 2 * pw), dtype=x.dtype)
+        xpad[:, :, ph:ph + h, pw:pw + w] = x.transpose(1, 0, 2, 3)
+    cols = xp.empty((c, kh, kw, n, oh, ow), dtype=x.dtype)
     for i in range(kh):
         for j in range(kw):
-            cols[:, :, i, j] = xpad[:, :, _window(i * dh, sh, oh), _window(j * dw, sw, ow)]
-    return cols.reshape(n, c * kh * kw, oh * ow)
+            cols[:, i, j] = xpad[:, :, _window(i * dh, sh, oh), _window(j * dw, sw, ow)]
+    return cols.reshape(c * kh * kw, n * oh * ow)
 
 
 def col2im(cols, x_shape, kernel_size, stride=1, padding=0, dilation=1, out_size=None):
-    """Fold cols (N, C*KH*KW, OH*OW) back into an image of ``x_shape`` (N, C, H, W).
+    """Fold cols (C*KH*KW, N*OH*OW) back into an image of ``x_shape`` (N, C, H, W).
 
     The adjoint of ``im2col``: every entry is added (not written) into the
     pixel it was copied from, so overlapping windows sum up.
@@ -78,28 +133,37 @@ def col2im(cols, x_shape, kernel_size, stride=1, padding=0, dilation=1, out_size
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = _conv_params(kernel_size, stride, padding, dilation)
     n, c, h, w = x_shape
     oh, ow = out_size or conv2d_output_shape((h, w), (kh, kw), (sh, sw), (ph, pw), (dh, dw))
-    expected = (n, c * kh * kw, oh * ow)
+    expected = (c * kh * kw, n * oh * ow)
     if tuple(cols.shape) != expected:
         raise ValueError(f"cols must have shape {expected} for x_shape {tuple(x_shape)}, got {tuple(cols.shape)}")
     xp = array_module(cols)
-    cols = cols.reshape(n, c, kh, kw, oh, ow)
-    xpad = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)
+    cols = cols.reshape(c, kh, kw, n, oh, ow)
+    xpad = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)  # already in the layout of the result
+    overlap = sh <= dh * (kh - 1) or sw <= dw * (kw - 1)
     for i in range(kh):
         for j in range(kw):
-            xpad[:, :, _window(i * dh, sh, oh), _window(j * dw, sw, ow)] += cols[:, :, i, j]
+            window = xpad[:, :, _window(i * dh, sh, oh), _window(j * dw, sw, ow)]
+            if overlap:
+                window += cols[:, i, j].transpose(1, 0, 2, 3)
+            else:  # every pixel gets at most one value (e.g. kernel 2, stride 2): writing is adding to 0
+                window[...] = cols[:, i, j].transpose(1, 0, 2, 3)
     if ph or pw:
         return xp.ascontiguousarray(xpad[:, :, ph:ph + h, pw:pw + w])
     return xpad
 
 
 def conv_weight_grad(dout, cols):
-    """dW = sum_n dout[n] @ cols[n].T, shared by conv2d and conv_transpose2d.
+    """dW = dout @ cols.T, shared by conv2d and conv_transpose2d.
 
-    dout (N, OC, L) is the gradient of the conv's output, cols (N, C*KH*KW, L)
-    its unfolded input; returns (OC, C*KH*KW). One GEMM over the whole batch.
+    dout (OC, N*L) is the gradient of the conv's output and cols (K, N*L) its
+    unfolded input; returns (OC, K). One GEMM over the whole batch, computed
+    as (cols @ dout.T).T: the same product, but OpenBLAS runs this long,
+    thin one up to 3x faster with the big matrix on the left.
     """
-    xp = array_module(dout)
-    return xp.tensordot(dout, cols, axes=([0, 2], [0, 2]))
+    return (cols @ dout.T).T
+
+
+# ---- conv2d ---------------------------------------------------------------------
 
 
 def _check_weight(x, w, b, x_channels_axis, name_in):
@@ -131,32 +195,100 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1):
 
         out[n, o, p, q] = b[o] + sum_{c,i,j} w[o, c, i, j] * xpad[n, c, p*SH + i*DH, q*SW + j*DW]
 
-    cache: x_shape, w, cols (N, C*KH*KW, OH*OW), stride, padding, dilation, has_bias.
+    cache: x, w, stride, padding, dilation, has_bias, flip_padding (see
+    ``conv2d_backward``) and cols (K, N*L) when the backward will need them
+    (no flip_padding) and they fit the im2col budget, else None.
     """
     _check_weight(x, w, b, 1, "C_in")
-    oc, _, kh, kw = w.shape
+    oc, c, kh, kw = w.shape
     n, _, h, wd = x.shape
     oh, ow = conv2d_output_shape((h, wd), (kh, kw), stride, padding, dilation)
-    cols = im2col(x, (kh, kw), stride, padding, dilation)
-    out = w.reshape(oc, -1) @ cols  # (N, OC, OH*OW)
-    if b is not None:
-        out += b[:, None]
-    cache = Cache(x_shape=x.shape, w=w, cols=cols, stride=stride, padding=padding,
-                  dilation=dilation, has_bias=b is not None)
-    return out.reshape(n, oc, oh, ow), cache
+    w_mat = w.reshape(oc, c * kh * kw)
+    out = array_module(x).empty((n, oc, oh, ow), dtype=x.dtype)
+    chunks = batch_chunks(x, c * kh * kw * oh * ow * x.itemsize)
+    for part in chunks:
+        cols = im2col(x[part], (kh, kw), stride, padding, dilation, out_size=(oh, ow))
+        _batch_first(w_mat @ cols, out[part], b)  # (OC, nb*L): one GEMM for the whole chunk
+    flip_padding = _flip_padding(w.shape, stride, padding, dilation)
+    keep = flip_padding is None and len(chunks) == 1
+    cache = Cache(x=x, w=w, cols=cols if keep else None, stride=stride, padding=padding, dilation=dilation,
+                  has_bias=b is not None, flip_padding=flip_padding)
+    return out, cache
 
 
 def conv2d_backward(dout, cache):
-    """Gradients of conv2d: dout (N, OC, OH, OW) -> (dx, dw, db); db is None without bias."""
-    w = cache.w
+    """Gradients of conv2d: dout (N, OC, OH, OW) -> (dx, dw, db); db is None without bias.
+
+    In general, as the gradients of ``out = W @ cols``: dw = dout @ cols.T
+    (``conv_weight_grad``) and dx = col2im(W.T @ dout), the transposed
+    convolution of dout.
+
+    With stride 1 there is a faster way to the same numbers. Such a
+    convolution is itself a transposed convolution: of x, with the flipped
+    kernel ``w[:, :, ::-1, ::-1]`` (its two channel axes swapped) and padding
+    D*(K-1) - P. So its gradients are those of ``conv_transpose2d_backward``:
+    both come from one im2col of dout, dx = W_flip @ dcols and
+    dW_flip = x @ dcols.T, with no col2im, and the forward need not keep its
+    cols. ``cache.flip_padding`` is D*(K-1) - P when this applies.
+    """
+    x, w = cache.x, cache.w
     oc, c, kh, kw = w.shape
-    n = dout.shape[0]
-    d = dout.reshape(n, oc, -1)
-    db = d.sum(axis=(0, 2)) if cache.has_bias else None
-    dw = conv_weight_grad(d, cache.cols).reshape(w.shape)
-    dcols = w.reshape(oc, -1).T @ d
-    dx = col2im(dcols, cache.x_shape, (kh, kw), cache.stride, cache.padding, cache.dilation)
-    return dx, dw, db
+    n, _, oh, ow = dout.shape
+    db = dout.sum(axis=(0, 2, 3)) if cache.has_bias else None
+    if cache.flip_padding is not None:
+        w_flip = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).reshape(c, oc * kh * kw)
+        dx, dw_flip = _grads_from_dout_columns(dout, x, w_flip, (kh, kw), 1, cache.flip_padding, cache.dilation)
+        dw = dw_flip.reshape(c, oc, kh, kw)[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
+        return dx, array_module(dw).ascontiguousarray(dw), db
+    kept = cache.cols is not None  # the forward kept the columns of the whole batch
+    chunks = [slice(0, n)] if kept else batch_chunks(x, c * kh * kw * oh * ow * x.itemsize)
+    dw, dx_parts = 0, []
+    for part in chunks:
+        cols = cache.cols if kept else im2col(x[part], (kh, kw), cache.stride, cache.padding, cache.dilation)
+        d = _channels_first(dout[part])  # (OC, nb*L)
+        dw = dw + conv_weight_grad(d, cols)
+        dx_parts.append(col2im(w.reshape(oc, -1).T @ d, x[part].shape, (kh, kw), cache.stride, cache.padding,
+                               cache.dilation))
+    return _join(dx_parts), dw.reshape(w.shape), db
+
+
+def _flip_padding(w_shape, stride, padding, dilation):
+    """D*(K-1) - P per axis when conv2d_backward takes its stride-1 shortcut, else None.
+
+    Needs stride 1 and P <= D*(K-1). Taken when OC <= 2*C: the columns of
+    dout (OC channels) are then at most twice as large as those of x, and
+    building them is still cheaper than keeping cols and running col2im.
+    A first layer (C = 1 or 3, OC = 16 or more) takes the general path.
+    """
+    oc, c, kh, kw = w_shape
+    (sh, sw), (ph, pw), (dh, dw) = positive_pair(stride, "stride"), nonnegative_pair(padding, "padding"), \
+        positive_pair(dilation, "dilation")
+    flip = (dh * (kh - 1) - ph, dw * (kw - 1) - pw)
+    if (sh, sw) == (1, 1) and min(flip) >= 0 and oc <= 2 * c:
+        return flip
+    return None
+
+
+def _grads_from_dout_columns(dout, x, w_mat, kernel_size, stride, padding, dilation):
+    """(dx, dW) of out = conv_transpose(x) with weight matrix w_mat (C_x, C_out*KH*KW).
+
+    out is C^T x for the conv C that maps out back to x's shape, so with
+    dcols = im2col(dout) (C_out*KH*KW, N*H*W), the columns of that conv::
+
+        dx = w_mat @ dcols          (C^T's gradient is C)
+        dW = x @ dcols.T            (conv_weight_grad, roles of input and output swapped)
+    """
+    n, c, h, wd = x.shape
+    per_image = w_mat.shape[1] * h * wd * x.itemsize
+    dw, dx = 0, array_module(x).empty(x.shape, dtype=x.dtype)
+    for part in batch_chunks(x, per_image):
+        dcols = im2col(dout[part], kernel_size, stride, padding, dilation, out_size=(h, wd))
+        dw = dw + conv_weight_grad(_channels_first(x[part]), dcols)
+        _batch_first(w_mat @ dcols, dx[part])
+    return dx, dw
+
+
+# ---- conv_transpose2d ---------------------------------------------------------------
 
 
 def conv_transpose2d_forward(x, w, b=None, stride=1, padding=0, output_padding=0, dilation=1,
@@ -182,8 +314,13 @@ def conv_transpose2d_forward(x, w, b=None, stride=1, padding=0, output_padding=0
         cache.C = _transposed_conv_matrix(w, (h, wd), (oh, ow), stride, padding, dilation)
         out = (x.reshape(n, -1) @ cache.C).reshape(n, c_out, oh, ow)
     else:
-        dcols = w.reshape(c_in, -1).T @ x.reshape(n, c_in, h * wd)
-        out = col2im(dcols, (n, c_out, oh, ow), (kh, kw), stride, padding, dilation, out_size=(h, wd))
+        w_mat = w.reshape(c_in, c_out * kh * kw)
+        parts = []
+        for part in batch_chunks(x, c_out * kh * kw * h * wd * x.itemsize):
+            dcols = w_mat.T @ _channels_first(x[part])  # (C_out*KH*KW, nb*H*W)
+            parts.append(col2im(dcols, (part.stop - part.start, c_out, oh, ow), (kh, kw), stride, padding,
+                                dilation, out_size=(h, wd)))
+        out = _join(parts)
     if b is not None:
         out += b[:, None, None]
     return out, cache
@@ -193,19 +330,81 @@ def conv_transpose2d_backward(dout, cache):
     """Gradients of conv_transpose2d: dout (N, C_out, OH, OW) -> (dx, dw, db).
 
     dx is conv2d's forward applied to dout (C x = (C^T)^T x); dw uses the shared
-    ``conv_weight_grad`` with the roles of input and output swapped.
+    ``conv_weight_grad`` with the roles of input and output swapped. Both
+    come from one im2col of dout (``_grads_from_dout_columns``).
     """
     x, w = cache.x, cache.w
-    c_in, _, kh, kw = w.shape
-    n, _, h, wd = x.shape
+    c_in, c_out, kh, kw = w.shape
     db = dout.sum(axis=(0, 2, 3)) if cache.has_bias else None
-    cols = im2col(dout, (kh, kw), cache.stride, cache.padding, cache.dilation, out_size=(h, wd))
-    dw = conv_weight_grad(x.reshape(n, c_in, -1), cols).reshape(w.shape)
+    dx, dw = _grads_from_dout_columns(dout, x, w.reshape(c_in, c_out * kh * kw), (kh, kw), cache.stride,
+                                      cache.padding, cache.dilation)
     if cache.method == "matrix":
-        dx = (dout.reshape(n, -1) @ cache.C.T).reshape(x.shape)
-    else:
-        dx = (w.reshape(c_in, -1) @ cols).reshape(x.shape)
-    return dx, dw, db
+        dx = (dout.reshape(dout.shape[0], -1) @ cache.C.T).reshape(x.shape)
+    return dx, dw.reshape(w.shape), db
+
+
+# ---- memory: the im2col budget and chunks of the batch ---------------------------
+
+
+def _parse_bytes(text: str) -> int:
+    """'268435456', '256M', '1G', '512k' -> bytes (K, M, G are powers of 1024)."""
+    text = text.strip().upper().removesuffix("B")
+    scale = {"K": 2**10, "M": 2**20, "G": 2**30}.get(text[-1:], 1)
+    value = int(float(text[:-1] if scale > 1 else text) * scale)
+    if value < 1:
+        raise ValueError(f"the im2col budget must be at least 1 byte, got {text!r}")
+    return value
+
+
+_im2col_budget = _parse_bytes(os.environ.get("MINIMAL_SEG_IM2COL_BUDGET", "256M"))
+
+
+def get_im2col_budget() -> int:
+    """Largest column matrix (bytes) one im2col/col2im call may build."""
+    return _im2col_budget
+
+
+def set_im2col_budget(nbytes) -> None:
+    """Set the im2col budget: an int (bytes) or a string such as ``"64M"``."""
+    global _im2col_budget
+    _im2col_budget = _parse_bytes(str(nbytes))
+
+
+@contextlib.contextmanager
+def use_im2col_budget(nbytes):
+    """``with use_im2col_budget("16M"): ...`` changes the budget for a block."""
+    previous = get_im2col_budget()
+    set_im2col_budget(nbytes)
+    try:
+        yield
+    finally:
+        set_im2col_budget(previous)
+
+
+CPU_CHUNK_BYTES = 4 * 2**20
+
+
+def batch_chunks(x, bytes_per_image: int) -> list[slice]:
+    """Split the batch of x into slices of images whose column matrices fit the budget.
+
+    On a CPU, chunks are also kept near CPU_CHUNK_BYTES (4 MiB) when the
+    images are small enough: a chunk's columns are then still in the cache
+    when the GEMM reads them, and the allocator reuses the same memory
+    instead of asking the OS for fresh pages (zeroed, one fault per page) on
+    every call. On a GPU, chunks are as large as the budget allows.
+    Raises MemoryError when the columns of a single image exceed the budget.
+    """
+    n, budget = x.shape[0], get_im2col_budget()
+    if bytes_per_image > budget:
+        raise MemoryError(
+            f"im2col needs {bytes_per_image / 2**20:.1f} MiB for a single image, more than the "
+            f"im2col budget of {budget / 2**20:.1f} MiB; raise it with set_im2col_budget() or "
+            "MINIMAL_SEG_IM2COL_BUDGET, or use smaller images"
+        )
+    target = budget if is_device_array(x) else min(budget, CPU_CHUNK_BYTES)
+    count = -(-n // max(1, target // max(bytes_per_image, 1)))  # number of chunks, rounded up
+    per_chunk = max(1, -(-n // max(count, 1)))  # the same number of images in every chunk but the last
+    return [slice(start, min(n, start + per_chunk)) for start in range(0, max(n, 1), per_chunk)]
 
 
 def _transposed_conv_matrix(w, in_size, out_size, stride, padding, dilation):

@@ -5,7 +5,11 @@
 from __future__ import annotations
 
 from .base import Model
+from .deeplab import DeepLab
 from .fcn import FCN
+from .linknet import LinkNet
+from .pspnet import PSPNet
+from .segnet import SegNet
 from .unet import UNet
 
 MODELS = {
@@ -13,6 +17,10 @@ MODELS = {
     "fcn32s": lambda **kw: FCN(variant="32s", **kw),
     "fcn16s": lambda **kw: FCN(variant="16s", **kw),
     "fcn8s": lambda **kw: FCN(variant="8s", **kw),
+    "segnet": lambda **kw: SegNet(**kw),
+    "linknet": lambda **kw: LinkNet(**kw),
+    "deeplab": lambda **kw: DeepLab(**kw),
+    "pspnet": lambda **kw: PSPNet(**kw),
 }
 
 
@@ -25,4 +33,4 @@ def build_model(name: str, **kwargs) -> Model:
     return model
 
 
-__all__ = ["Model", "FCN", "UNet", "MODELS", "build_model"]
+__all__ = ["Model", "FCN", "UNet", "SegNet", "LinkNet", "DeepLab", "PSPNet", "MODELS", "build_model"]

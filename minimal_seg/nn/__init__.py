@@ -13,8 +13,12 @@ from .layers import (
     UnpoolNearest,
     UpsampleBilinear,
 )
+from .extra import AdaptiveAvgPool2d, Identity, Parallel
+from .linear import Flatten, Linear
 
 __all__ = [
     "Layer", "Sequential", "as_generator", "kaiming_normal", "BatchNorm2d", "Conv2d", "ConvTranspose2d",
     "MaxPool2d", "MaxUnpool2d", "ReLU", "Sigmoid", "UnpoolBedOfNails", "UnpoolNearest", "UpsampleBilinear",
+    "AdaptiveAvgPool2d", "Identity", "Parallel",
+    "Flatten", "Linear",
 ]

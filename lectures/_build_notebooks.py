@@ -1,0 +1,1950 @@
+"""Build the lecture notebooks from the readable cell sources below.
+
+    python lectures/_build_notebooks.py            # rewrite every lectures/NN_*.ipynb
+    python lectures/_build_notebooks.py 03         # only the notebooks whose name starts with 03
+
+Edit a notebook here, not in Jupyter: the stored .ipynb files are generated,
+without outputs, and ``tests/test_notebooks.py`` checks that they match this
+file and that each one runs top to bottom. Every notebook follows one arc:
+a tiny loop version checked on the lecture's hand example -> the library call
+-> the matrix or picture view -> a short summary -> exercises.
+"""
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import nbformat
+
+HERE = Path(__file__).resolve().parent
+NOTEBOOKS: dict[str, list[tuple[str, str]]] = {}
+
+
+def md(text: str) -> tuple[str, str]:
+    return "markdown", textwrap.dedent(text).strip("\n")
+
+
+def code(text: str) -> tuple[str, str]:
+    return "code", textwrap.dedent(text).strip("\n")
+
+
+SETUP = code("""
+    import os
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")   # before NumPy loads: these small matrix products
+    os.environ.setdefault("MKL_NUM_THREADS", "1")        # run fastest on one BLAS thread (see README.md)
+
+    %matplotlib inline
+    import numpy as np
+    import matplotlib.pyplot as plt
+
+    np.set_printoptions(precision=4, suppress=True)
+""")
+
+# =====================================================================================================
+# 1. Vision tasks and metrics
+# =====================================================================================================
+
+NOTEBOOKS["01_vision_tasks_and_metrics"] = [
+    md(r"""
+    # 1. Vision tasks and metrics
+
+    *Lectures 001, 002 and 004 ("Задачи в компьютерном зрении"), 003 (Dice), 004 (IoU, mIoU, NMS).*
+
+    The same picture can be asked five different questions. This notebook shows one image under each
+    task, then the numbers we use to grade an answer: **IoU** and **Dice** of two masks, the
+    **confusion matrix** and **mIoU** for many classes, and **IoU of boxes** with
+    **non-maximum suppression** for detection.
+
+    | task | answer for one image |
+    |---|---|
+    | classification ("Классификация") | one label |
+    | localization ("Локализация") | one label + one box $(x, y, w, h)$ |
+    | detection ("Детектирование объектов") | a label and a box for *every* object |
+    | semantic segmentation ("Семантическая сегментация") | a class for every pixel |
+    | instance segmentation ("Сегментация объектов") | a class *and an object id* for every pixel |
+    """),
+    SETUP,
+    code("""
+    from minimal_seg import metrics
+    from minimal_seg.data import Nuclei, Shapes
+    from minimal_seg.viz import colorize, draw_boxes, overlay, plot_matrix, to_display
+    """),
+    md(r"""
+    ## 1.1 One image, five tasks
+
+    A crop of the real fluorescence image that ships with the library (`Nuclei`, lecture 001's
+    "медицинские изображения"). Besides the nucleus/background mask it stores an *instance* map:
+    every annotated nucleus has its own id. Everything else we derive from it with a few loops.
+    A box is written as in lecture 002: $(x, y, w, h)$, the top-left corner, the width and the height.
+    """),
+    code("""
+    nuclei = Nuclei("all")                                   # the whole 512 x 512 image
+    top, left, size = 176, 40, 80
+    image = nuclei.images[0, :, top:top + size, left:left + size]          # (1, 80, 80)
+    instances = nuclei.instances[0, top:top + size, left:left + size]      # 0 = background, else an id
+    semantic = (instances > 0).astype(np.int64)                            # 1 = nucleus
+
+    # Boxes (x, y, w, h) from the instance map: the tiny loop version.
+    ids = [int(i) for i in np.unique(instances) if i > 0]
+    boxes_xywh = []
+    for i in ids:
+        ys, xs = np.nonzero(instances == i)
+        boxes_xywh.append((xs.min(), ys.min(), xs.max() + 1 - xs.min(), ys.max() + 1 - ys.min()))
+    boxes_xywh = np.array(boxes_xywh, dtype=np.float64)
+    boxes = metrics.xywh_to_xyxy(boxes_xywh)                # (x1, y1, x2, y2) for the library
+    largest = int(np.argmax(metrics.box_area(boxes)))
+    print(f"{len(ids)} nuclei in the crop; the largest has (x, y, w, h) = {boxes_xywh[largest]}")
+    """),
+    code("""
+    shown = to_display(image)
+    relabelled = np.searchsorted([0] + ids, instances)       # ids -> 0, 1, 2, ... for colouring
+    fig, axes = plt.subplots(1, 5, figsize=(15, 3.4))
+    for ax in axes:
+        ax.imshow(shown, cmap="gray")
+        ax.set_axis_off()
+    axes[0].set_title('classification:\\n"nuclei"')
+    draw_boxes(axes[1], boxes[largest:largest + 1], ["nucleus"])
+    axes[1].set_title("localization:\\none box (x, y, w, h)")
+    draw_boxes(axes[2], boxes, ["nucleus"] * len(ids), color="yellow", linewidth=1.5)
+    axes[2].set_title(f"detection:\\n{len(ids)} boxes")
+    axes[3].imshow(overlay(image, semantic, alpha=0.6))
+    axes[3].set_title("semantic segmentation:\\nclass per pixel")
+    axes[4].imshow(colorize(relabelled))
+    axes[4].set_title("instance segmentation:\\nobject id per pixel")
+    plt.show()
+    """),
+    md(r"""
+    Semantic segmentation does not separate touching objects: in the mask, nuclei that touch merge into
+    one blob of class "nucleus" (compare the last two panels). Counting the connected pieces shows it:
+    """),
+    code("""
+    from minimal_seg.classical import connected_components
+
+    pieces = connected_components(semantic)                  # 4-connected regions of equal label
+    blobs = len(np.unique(pieces[semantic == 1]))
+    print(f"{len(ids)} nuclei, but only {blobs} connected blobs in the semantic mask")
+    assert blobs < len(ids)
+    """),
+    md(r"""
+    ## 1.2 IoU and Dice of two masks
+
+    For two sets of pixels $A$ (prediction) and $B$ (truth), lectures 003 and 004 define
+
+    $$\mathrm{IoU}(A, B) = J(A, B) = \frac{|A \cap B|}{|A \cup B|} = \frac{|A \cap B|}{|A| + |B| - |A \cap B|},
+    \qquad
+    \mathrm{Dice}(A, B) = \frac{2\,|A \cap B|}{|A| + |B|}.$$
+
+    IoU is also called the **Jaccard** coefficient, Dice the **Sørensen** coefficient.
+
+    **Hand example.** On an 8 x 8 grid, $A$ is the 4 x 4 square with corner (1, 1) and $B$ the 4 x 4
+    square with corner (2, 3). They share 3 rows x 2 columns = 6 pixels, so
+    $|A \cup B| = 16 + 16 - 6 = 26$, $\mathrm{IoU} = 6/26 \approx 0.231$ and
+    $\mathrm{Dice} = 12/32 = 0.375$. First the loop version, pixel by pixel:
+    """),
+    code("""
+    A = np.zeros((8, 8), dtype=np.int64)
+    B = np.zeros((8, 8), dtype=np.int64)
+    A[1:5, 1:5] = 1
+    B[2:6, 3:7] = 1
+
+    def iou_dice_loop(a, b):
+        inter = union = size_a = size_b = 0
+        for i in range(a.shape[0]):
+            for j in range(a.shape[1]):
+                inter += bool(a[i, j] and b[i, j])
+                union += bool(a[i, j] or b[i, j])
+                size_a += bool(a[i, j])
+                size_b += bool(b[i, j])
+        return inter / union, 2 * inter / (size_a + size_b)
+
+    iou_loop, dice_loop = iou_dice_loop(A, B)
+    print(f"loop:    IoU = {iou_loop:.4f}   Dice = {dice_loop:.4f}")
+    print(f"library: IoU = {metrics.iou(A, B):.4f}   Dice = {metrics.dice(A, B):.4f}")
+    assert iou_loop == metrics.iou(A, B) == 6 / 26
+    assert dice_loop == metrics.dice(A, B) == 12 / 32
+    """),
+    code("""
+    fig, axes = plt.subplots(1, 4, figsize=(10, 2.8))
+    for ax, m, title in zip(axes, (A, B, A & B, A | B), ("A (prediction)", "B (truth)",
+                                                        f"A ∩ B: {(A & B).sum()} px", f"A ∪ B: {(A | B).sum()} px")):
+        plot_matrix(m, ax=ax, fmt="{:.0f}", cmap="Greys", vmin=0, vmax=1.6, fontsize=8, title=title)
+    plt.show()
+    """),
+    md(r"""
+    The two scores measure the same overlap on different scales. Because
+    $|A| + |B| = |A \cup B| + |A \cap B|$,
+
+    $$\mathrm{Dice} = \frac{2\,\mathrm{IoU}}{1 + \mathrm{IoU}} \ge \mathrm{IoU},$$
+
+    with equality only at 0 and 1: Dice is the more generous number, so always say which one you report.
+    """),
+    code("""
+    assert np.isclose(metrics.dice_from_iou(metrics.iou(A, B)), metrics.dice(A, B))
+    t = np.linspace(0, 1, 101)
+    plt.figure(figsize=(3.6, 3.2))
+    plt.plot(t, metrics.dice_from_iou(t), label="Dice")
+    plt.plot(t, t, "--", label="IoU")
+    plt.scatter([metrics.iou(A, B)], [metrics.dice(A, B)], color="red", zorder=3, label="hand example")
+    plt.xlabel("IoU"); plt.ylabel("score"); plt.legend(); plt.grid(alpha=0.3)
+    plt.show()
+    """),
+    md(r"""
+    ## 1.3 Many classes: confusion matrix, per-class IoU, mIoU
+
+    With $K$ classes we count pixels in a $K \times K$ **confusion matrix**: $M_{ij}$ = number of pixels
+    of true class $i$ predicted as class $j$. For class $c$
+
+    $$TP_c = M_{cc}, \quad FP_c = \sum_i M_{ic} - M_{cc}, \quad FN_c = \sum_j M_{cj} - M_{cc}, \qquad
+    \mathrm{IoU}_c = \frac{TP_c}{TP_c + FP_c + FN_c},$$
+
+    and lecture 004's **mean IoU** is the average over classes,
+    $\mathrm{mIoU} = \frac1K \sum_c \mathrm{IoU}_c$. Pixel accuracy is $\operatorname{tr} M / \sum M$.
+
+    A `Shapes` image (background, circle, square, triangle; drawn black, blue, orange, green) and a
+    made-up prediction: the truth shifted 2 pixels to the right, with triangles mistaken for squares.
+    """),
+    code("""
+    shapes = Shapes(64, image_size=64, seed=3)
+    K = shapes.num_classes
+    index = next(i for i, m in enumerate(shapes.masks) if len(np.unique(m)) == K)   # all four classes
+    truth = shapes.masks[index]
+    pred = np.roll(truth, 2, axis=1)
+    pred[pred == 3] = 2                                      # triangles called squares
+
+    # The loop version: one pixel at a time.
+    M = np.zeros((K, K), dtype=np.int64)
+    for t, p in zip(truth.ravel(), pred.ravel()):
+        M[t, p] += 1
+
+    cm = metrics.ConfusionMatrix(K)
+    cm.update(pred[None], truth[None])                       # batches (N, H, W)
+    assert (cm.to_numpy() == M).all()
+    tp = np.diag(M)
+    iou_loop = tp / (M.sum(0) + M.sum(1) - tp)
+    assert np.allclose(iou_loop, cm.iou())
+    for name, v in zip(shapes.class_names, cm.iou()):
+        print(f"IoU {name:<11} {v:.3f}")
+    print(f"mIoU {cm.miou():.3f}    pixel accuracy {cm.pixel_accuracy():.3f}")
+    """),
+    code("""
+    fig, axes = plt.subplots(1, 4, figsize=(13, 3.2))
+    axes[0].imshow(colorize(truth)); axes[0].set_title("truth")
+    axes[1].imshow(colorize(pred)); axes[1].set_title("prediction")
+    axes[2].imshow(truth != pred, cmap="Reds"); axes[2].set_title(f"errors: {(truth != pred).sum()} px")
+    for ax in axes[:3]:
+        ax.set_axis_off()
+    plot_matrix(M, ax=axes[3], fmt="{:.0f}", title="confusion matrix (rows: truth)")
+    axes[3].set_xticks(range(K), shapes.class_names, rotation=45, fontsize=8)
+    axes[3].set_yticks(range(K), shapes.class_names, fontsize=8)
+    plt.tight_layout(); plt.show()
+    """),
+    md(r"""
+    **Why not pixel accuracy?** The background is most of the picture. A "model" that answers
+    *background* everywhere is right on most pixels of the whole data set, yet it finds nothing:
+    """),
+    code("""
+    lazy = metrics.ConfusionMatrix(K)
+    lazy.update(np.zeros_like(shapes.masks), shapes.masks)
+    print("class frequencies:", np.round(shapes.class_frequencies(), 3))
+    print(f"all-background:  pixel accuracy {lazy.pixel_accuracy():.3f}   mIoU {lazy.miou():.3f}")
+    print("per-class IoU:", np.round(lazy.iou(), 3))
+    """),
+    md(r"""
+    ## 1.4 Boxes: IoU and non-maximum suppression
+
+    For boxes (lecture 004, "если работаем с боксами") IoU is the same ratio of areas. The
+    intersection of two boxes is again a box, from the larger top-left corner to the smaller
+    bottom-right corner.
+
+    **Hand example.** $A = (x, y, w, h) = (0, 0, 4, 4)$ and $B = (2, 2, 4, 4)$ overlap in a 2 x 2 square:
+    $\mathrm{IoU} = 4 / (16 + 16 - 4) = 1/7$. The loop version counts unit cells, so $\cap$ and $\cup$
+    are literally set operations:
+    """),
+    code("""
+    def box_iou_loop(a, b):
+        def cells(box):
+            x, y, w, h = box
+            return {(i, j) for i in range(x, x + w) for j in range(y, y + h)}
+        return len(cells(a) & cells(b)) / len(cells(a) | cells(b))
+
+    a, b = (0, 0, 4, 4), (2, 2, 4, 4)
+    lib = metrics.box_iou(metrics.xywh_to_xyxy(np.array([a], float)), metrics.xywh_to_xyxy(np.array([b], float)))
+    print(f"loop {box_iou_loop(a, b):.4f}   library {lib[0, 0]:.4f}   1/7 = {1 / 7:.4f}")
+    assert box_iou_loop(a, b) == 1 / 7 and np.isclose(lib[0, 0], 1 / 7)
+    """),
+    md(r"""
+    A detector proposes many overlapping boxes for the same object. **Non-maximum suppression**, as
+    lecture 004 states it, for a list $S$ of boxes with confidences:
+
+    1. pick the box with the highest confidence and remove it from $S$ (keep it);
+    2. compute its IoU with every other box;
+    3. remove the boxes with IoU above a threshold (often 0.5) from $S$;
+    4. repeat 1-3 while $S$ is not empty.
+
+    Below, every nucleus gets four copies of its box, each corner moved by up to 10 % of the box size,
+    with random scores.
+    """),
+    code("""
+    rng = np.random.default_rng(0)
+    copies = 4
+    wh = np.repeat(boxes_xywh[:, 2:], copies, axis=0)
+    proposals = np.repeat(boxes, copies, axis=0) + 0.1 * np.tile(wh, 2) * rng.uniform(-1, 1, (len(wh), 4))
+    scores = rng.uniform(0.3, 1.0, len(proposals))
+    keep = metrics.nms(proposals, scores, iou_threshold=0.5)
+    print(f"{len(proposals)} proposals -> {len(keep)} kept (the crop has {len(ids)} nuclei)")
+    assert len(keep) == len(ids)
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.5))
+    for ax in axes:
+        ax.imshow(shown, cmap="gray"); ax.set_axis_off()
+    draw_boxes(axes[0], proposals, color="yellow", linewidth=1)
+    axes[0].set_title(f"before NMS: {len(proposals)} boxes")
+    draw_boxes(axes[1], proposals[keep], [f"{s:.2f}" for s in scores[keep]], color="yellow", linewidth=1.5)
+    axes[1].set_title(f"after NMS: {len(keep)} boxes (with their scores)")
+    plt.show()
+    """),
+    md(r"""
+    Detection is graded by **mAP** (mean average precision), built from box IoU: a detection counts as
+    correct when its IoU with a true box exceeds a threshold. It is mentioned in lecture 004 and left
+    for the practice.
+
+    ## Summary
+
+    * Classification, localization, detection, semantic and instance segmentation answer ever more
+      detailed questions; semantic segmentation cannot tell touching objects of one class apart.
+    * $\mathrm{IoU} = |A\cap B| / |A \cup B|$ and $\mathrm{Dice} = 2|A \cap B|/(|A| + |B|)$ measure the
+      same overlap: $\mathrm{Dice} = 2\,\mathrm{IoU}/(1 + \mathrm{IoU})$.
+    * With many classes, count a confusion matrix and average the per-class IoU (mIoU); pixel accuracy
+      rewards predicting the background.
+    * Box IoU uses areas; NMS keeps the best box and drops the ones that overlap it by more than a threshold.
+
+    ## Exercises
+
+    1. Prove $\mathrm{Dice} = 2\,\mathrm{IoU}/(1 + \mathrm{IoU})$. For which masks are Dice and IoU equal?
+    2. `metrics.iou` returns 1.0 for two empty masks, while `ConfusionMatrix` gives NaN for a class that is
+       absent from truth and prediction and leaves it out of the mean. Argue for each convention.
+       What would mIoU over the 64 Shapes images be if absent classes counted as 0 instead?
+    3. Compute the confusion matrix of section 1.3 with a single `np.bincount` (hint: the pair
+       (true $i$, predicted $j$) is bin $K i + j$). Check it against the loop.
+    4. Run NMS on the proposals with thresholds 0.3 and 0.7. Which one merges the two touching nuclei,
+       which one keeps duplicates? Plot both.
+    5. Shift the prediction of section 1.3 by 1, 2, ..., 8 pixels and plot the IoU of each class against
+       the shift. Why do small shapes lose IoU fastest?
+    """),
+]
+
+
+# =====================================================================================================
+# 2. Convolution arithmetic
+# =====================================================================================================
+
+NOTEBOOKS["02_convolution_arithmetic"] = [
+    md(r"""
+    # 2. Convolution arithmetic
+
+    *Lecture 001 ("Свёртка со страйдом", "Дилатационная свёртка"), lecture 003 ("Convolution Matrix").*
+
+    A convolution layer has four numbers besides its weights: kernel size $K$, **padding** $P$,
+    **stride** $S$ and **dilation** $D$. Together they fix the output size and which input pixels each
+    output pixel sees (its **receptive field**). At the end we write the whole convolution as one
+    matrix, the lecture's 4 x 16 example, which is the key to the transposed convolution of notebook 3.
+
+    Along one axis, for an input of $H$ pixels (PyTorch's rule, with a floor):
+
+    $$O = \left\lfloor \frac{H + 2P - D\,(K - 1) - 1}{S} \right\rfloor + 1 .$$
+
+    The dilated kernel spans $D(K-1) + 1$ pixels; the window starts at $0, S, 2S, \dots$ in the padded
+    input and must fit inside it.
+    """),
+    SETUP,
+    code("""
+    from minimal_seg import functional as F
+    from minimal_seg import nn
+    from minimal_seg.conv_arithmetic import draw_conv
+    from minimal_seg.functional.shapes import conv2d_output_shape, conv_output_size, receptive_field
+    from minimal_seg.viz import plot_matrix
+    """),
+    md(r"""
+    ## 2.1 The loop version
+
+    Deep-learning "convolution" is a cross-correlation (the kernel is not flipped). With zero padding
+    $x_{\text{pad}}$,
+
+    $$\text{out}[p, q] = \sum_{i=0}^{K-1} \sum_{j=0}^{K-1} w[i, j]\; x_{\text{pad}}[pS + iD,\; qS + jD].$$
+
+    Four loops, straight from the formula, for one channel:
+    """),
+    code("""
+    def conv_loop(x, w, stride=1, padding=0, dilation=1):
+        H, W = x.shape
+        K = w.shape[0]
+        xpad = np.zeros((H + 2 * padding, W + 2 * padding))
+        xpad[padding:padding + H, padding:padding + W] = x
+        OH = (H + 2 * padding - dilation * (K - 1) - 1) // stride + 1
+        OW = (W + 2 * padding - dilation * (K - 1) - 1) // stride + 1
+        out = np.zeros((OH, OW))
+        for p in range(OH):
+            for q in range(OW):
+                for i in range(K):
+                    for j in range(K):
+                        out[p, q] += w[i, j] * xpad[p * stride + i * dilation, q * stride + j * dilation]
+        return out
+    """),
+    md(r"""
+    **Hand example** (lecture 003's kernel). A 4 x 4 input and a 3 x 3 kernel, no padding, stride 1:
+    $O = 4 - 3 + 1 = 2$, so the output is 2 x 2. The top-left output is the sum of the kernel times the
+    top-left 3 x 3 block: $1\cdot0 + 4\cdot1 + 1\cdot2 + 1\cdot4 + 4\cdot5 + 3\cdot6 + 3\cdot8 + 3\cdot9 + 1\cdot10 = 109$.
+    """),
+    code("""
+    kernel = np.array([[1, 4, 1],
+                       [1, 4, 3],
+                       [3, 3, 1]], dtype=np.float64)
+    x = np.arange(16, dtype=np.float64).reshape(4, 4)
+    out_loop = conv_loop(x, kernel)
+    out_lib, _ = F.conv2d_forward(x[None, None], kernel[None, None])     # NCHW and (OC, C, KH, KW)
+    print(out_loop)
+    assert out_loop[0, 0] == 109
+    assert np.allclose(out_lib[0, 0], out_loop)
+    """),
+    md(r"""
+    The library computes the same numbers for every setting, including sizes that do not divide evenly
+    (7 x 6 inputs below), and its output shape always follows the formula:
+    """),
+    code("""
+    rng = np.random.default_rng(0)
+    x76 = rng.standard_normal((7, 6))
+    w3 = rng.standard_normal((3, 3))
+    checked = 0
+    for stride in (1, 2, 3):
+        for padding in (0, 1, 2):
+            for dilation in (1, 2):
+                lib, _ = F.conv2d_forward(x76[None, None], w3[None, None], stride=stride, padding=padding,
+                                          dilation=dilation)
+                loop = conv_loop(x76, w3, stride, padding, dilation)
+                assert lib.shape[2:] == loop.shape == conv2d_output_shape((7, 6), 3, stride, padding, dilation)
+                assert np.allclose(lib[0, 0], loop)
+                checked += 1
+    print(f"{checked} settings agree")
+    """),
+    md(r"""
+    ## 2.2 Pictures: padding, stride, dilation
+
+    Blue: the input; dashed white: the zero padding; dark: the $K \times K$ pixels that one output pixel
+    reads; green: the output, with that pixel dark. Under each picture, the output-size formula with the
+    numbers filled in. The pictures come from `minimal_seg.conv_arithmetic`, which takes every size from
+    the library's `conv2d_output_shape` and every window from im2col's formula, so they cannot disagree
+    with the code.
+    """),
+    code("""
+    settings = [dict(input_size=5, kernel_size=3),                         # "valid": 5 -> 3
+                dict(input_size=5, kernel_size=3, padding=1),              # "same":  5 -> 5
+                dict(input_size=5, kernel_size=3, padding=1, stride=2),    # strided: 5 -> 3
+                dict(input_size=7, kernel_size=3, dilation=2)]             # dilated: 7 -> 3
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
+    for ax, s in zip(axes, settings):
+        draw_conv(**s, ax=ax)
+    plt.tight_layout(); plt.show()
+    """),
+    md(r"""
+    **Stride** ("Шаг окна: 1" vs "Шаг окна: 2") moves the window by $S$ pixels, so the output shrinks by
+    about $S$ per axis. Three neighbouring outputs of the strided case:
+    """),
+    code("""
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    for ax, position in zip(axes, [(0, 0), (0, 1), (1, 1)]):
+        draw_conv(5, 3, stride=2, padding=1, step=position, ax=ax)
+    plt.tight_layout(); plt.show()
+    """),
+    md(r"""
+    **The floor.** When the window does not fit a whole number of times, the last pixels are never read.
+    A 6 x 6 input, kernel 3, stride 2, no padding: $O = \lfloor 3/2 \rfloor + 1 = 2$, and the last
+    column and row of the input are dropped:
+    """),
+    code("""
+    print("O =", conv_output_size(6, kernel=3, stride=2))
+    fig, ax = plt.subplots(figsize=(4.5, 3.6))
+    draw_conv(6, 3, stride=2, step=(1, 1), ax=ax)
+    plt.show()
+    """),
+    md(r"""
+    ## 2.3 Dilation and the receptive field
+
+    Lecture 001: a dilated ("atrous") 3 x 3 convolution still has $3 \times 3$ weights, but with
+    $d = 2$ they are spread over a $5 \times 5$ field, and over $7 \times 7$ with $d = 3$:
+    the kernel spans $D(K-1)+1$ pixels.
+    """),
+    code("""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for ax, d in zip(axes, (1, 2, 3)):
+        draw_conv(7, 3, dilation=d, ax=ax)
+        assert receptive_field([3], dilations=[d]) == 2 * d + 1
+    plt.tight_layout(); plt.show()
+    """),
+    md(r"""
+    For a **stack** of layers with kernels $K_l$, strides $S_l$ and dilations $D_l$, layer $l$ widens the
+    field by $D_l (K_l - 1)$ pixels *of its own input*, and one pixel of that input spans
+    $\prod_{m<l} S_m$ pixels of the image:
+
+    $$r = 1 + \sum_{l} D_l\,(K_l - 1) \prod_{m < l} S_m .$$
+
+    We can *see* the receptive field with the backward pass: send a gradient of 1 from the centre
+    output pixel back through the stack; the input pixels that receive a nonzero gradient are exactly
+    the ones that output depends on. (All weights are set to 1, so nothing cancels.)
+    """),
+    code("""
+    def receptive_map(kernels, strides, dilations, size=41):
+        layers = []
+        for k, s, d in zip(kernels, strides, dilations):
+            conv = nn.Conv2d(1, 1, k, stride=s, dilation=d, bias=False)
+            conv.params["w"][...] = 1.0
+            layers.append(conv)
+        net = nn.Sequential(*layers)
+        out = net(np.zeros((1, 1, size, size), dtype=np.float32))
+        dout = np.zeros_like(out)
+        dout[0, 0, out.shape[2] // 2, out.shape[3] // 2] = 1.0        # one output pixel
+        dx = net.backward(dout)[0, 0]
+        rows, cols = np.nonzero(dx)
+        return dx, rows.max() - rows.min() + 1
+
+    stacks = {"3 x conv3": ([3, 3, 3], [1, 1, 1], [1, 1, 1]),
+              "conv3 s2, conv3, conv3": ([3, 3, 3], [2, 1, 1], [1, 1, 1]),
+              "dilations 1, 2, 4": ([3, 3, 3], [1, 1, 1], [1, 2, 4]),
+              "dilations 2, 2, 2": ([3, 3, 3], [1, 1, 1], [2, 2, 2])}
+    fig, axes = plt.subplots(1, 4, figsize=(14, 3.6))
+    for ax, (name, (k, s, d)) in zip(axes, stacks.items()):
+        dx, width = receptive_map(k, s, d)
+        formula = receptive_field(k, s, d)
+        assert width == formula
+        ax.imshow(dx[8:-8, 8:-8] > 0, cmap="Blues")             # the central 25 x 25 pixels
+        ax.set_title(f"{name}\\nr = {formula} (formula), {width} (backward)", fontsize=9)
+        ax.set_axis_off()
+    plt.show()
+    """),
+    md(r"""
+    Strides multiply the effect of every later layer; dilations 1, 2, 4 grow the field exponentially
+    with the number of layers at no extra weights. But dilations 2, 2, 2 leave **holes**: every pixel
+    the output sees sits at an even offset ("gridding"), which is why dilated stacks mix rates.
+
+    ## 2.4 Convolution as a matrix
+
+    A convolution is linear in its input, so for a fixed kernel it *is* a matrix: flatten the input
+    (row-major) into a vector $\mathbf{x}$ of length $H W$ and the output into $\mathbf{y}$ of length
+    $O_H O_W$; then $\mathbf{y} = C\,\mathbf{x}$. Row $(p, q)$ of $C$ holds the kernel at the input pixels
+    that window reads, and zeros elsewhere.
+
+    Lecture 003's example: the 3 x 3 kernel above on a 4 x 4 input gives a 2 x 2 output, so $C$ is
+    $4 \times 16$. Here it is, typed from the slide:
+    """),
+    code("""
+    C_lecture = np.array([
+        [1, 4, 1, 0, 1, 4, 3, 0, 3, 3, 1, 0, 0, 0, 0, 0],
+        [0, 1, 4, 1, 0, 1, 4, 3, 0, 3, 3, 1, 0, 0, 0, 0],
+        [0, 0, 0, 0, 1, 4, 1, 0, 1, 4, 3, 0, 3, 3, 1, 0],
+        [0, 0, 0, 0, 0, 1, 4, 1, 0, 1, 4, 3, 0, 3, 3, 1]], dtype=np.float64)
+    """),
+    md(r"""
+    The loop version builds it one output pixel (one row) at a time: put the kernel where that window
+    sits, then flatten. The library's `conv_matrix` does the same for any stride, padding, dilation and
+    number of channels.
+    """),
+    code("""
+    def conv_matrix_loop(w, H, W):
+        K = w.shape[0]
+        OH, OW = H - K + 1, W - K + 1
+        C = np.zeros((OH * OW, H * W))
+        for p in range(OH):
+            for q in range(OW):
+                window = np.zeros((H, W))
+                window[p:p + K, q:q + K] = w                 # the kernel where window (p, q) sits
+                C[p * OW + q] = window.ravel()
+        return C
+
+    C_loop = conv_matrix_loop(kernel, 4, 4)
+    C_lib = F.conv_matrix(kernel[None, None], (4, 4))
+    assert C_lib.shape == (4, 16)
+    assert (C_loop == C_lecture).all() and (C_lib == C_lecture).all()
+    y = C_lecture @ x.ravel()                                # the convolution as a product
+    print("C @ x =", y, "  conv2d =", out_lib.ravel())
+    assert np.allclose(y, out_lib.ravel())
+    """),
+    code("""
+    fig = plt.figure(figsize=(13, 4.2))
+    ax = fig.add_axes([0.02, 0.45, 0.96, 0.5])
+    plot_matrix(C_lecture, ax=ax, fmt="{:.0f}", fontsize=10, title="C (4 x 16): one row per output pixel, one column per input pixel")
+    for r in range(4):
+        ax_r = fig.add_axes([0.1 + 0.22 * r, 0.02, 0.16, 0.36])
+        plot_matrix(C_lecture[r].reshape(4, 4), ax=ax_r, fmt="{:.0f}", title=f"row {r} as a 4 x 4 image")
+    plt.show()
+    """),
+    md(r"""
+    $C$ is mostly zeros: $O_H O_W \times H W$ entries for only $K^2$ weights, repeated along shifted
+    diagonals. Nobody stores it for a real image (a 256 x 256 input gives a 65 536 x 65 536 matrix);
+    it is the *view* that explains the transposed convolution. What the library actually runs is
+    **im2col**: copy every window into one column, then one dense matrix product
+    $\text{out} = w_{\text{flat}} \cdot \text{cols}$ does all the windows at once.
+    """),
+    code("""
+    cols = F.im2col(x[None, None], 3)                        # (C*K*K, N*OH*OW) = (9, 4)
+    print("cols shape", cols.shape)
+    assert np.allclose(kernel.ravel() @ cols, out_lib.ravel())
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2), gridspec_kw={"width_ratios": [4, 4]})
+    plot_matrix(x, ax=axes[0], fmt="{:.0f}", title="input x (4 x 4)")
+    plot_matrix(cols, ax=axes[1], fmt="{:.0f}", title="im2col: one window per column")
+    plt.show()
+    """),
+    md(r"""
+    ## Summary
+
+    * Output size: $O = \lfloor (H + 2P - D(K-1) - 1)/S \rfloor + 1$; the floor silently drops pixels
+      when the window does not fit a whole number of times.
+    * Padding keeps the size ("same" for $P = (K-1)/2$), stride $S$ divides it by about $S$, dilation
+      spreads $K \times K$ weights over $D(K-1)+1$ pixels.
+    * Receptive field of a stack: $r = 1 + \sum_l D_l (K_l - 1)\prod_{m<l} S_m$, and the backward pass of a
+      one-pixel gradient draws it.
+    * A convolution is a matrix $C$ ($O_H O_W \times H W$): the lecture's $4 \times 16$ example. The
+      library computes the same product with im2col.
+
+    ## Exercises
+
+    1. Which padding keeps the size for kernel 5 and dilation 3? Check with `conv2d_output_shape`.
+    2. Build `F.conv_matrix` for a 5 x 5 input, kernel 3, stride 2, padding 1 and plot it. How many
+       nonzeros has each row, and why do some rows have fewer than 9?
+    3. VGG-16 has five blocks of 3 x 3 convolutions (2, 2, 3, 3, 3 of them), each block followed by a
+       2 x 2 max pool with stride 2. Compute the receptive field of one pixel after the last pool with
+       `receptive_field` (treat a pool as a kernel-2, stride-2 layer).
+    4. Which three dilation rates for three 3 x 3 layers cover a 13 x 13 field without holes? Use
+       `receptive_map` to check.
+    5. For a 256 x 256 image and a 3 x 3 kernel, compare the memory of the dense $C$ with that of the
+       im2col matrix (float32).
+    """),
+]
+
+
+# =====================================================================================================
+# 3. Going down and up
+# =====================================================================================================
+
+NOTEBOOKS["03_down_and_up"] = [
+    md(r"""
+    # 3. Going down and up: pooling, unpooling, transposed convolution, bilinear upsampling
+
+    *Lecture 000 ("МаксПуллинг2D"), lecture 001 ("Слои для повышения разрешения", "Unpooling",
+    "Max unpooling", "Транспонированная свёртка"), lecture 002 ("Learnable unpooling"),
+    lecture 003 ("Transposed Convolution", "Convolution Matrix"), lecture 004 (indices kept for
+    max unpooling).*
+
+    A segmentation network goes **down** (pooling, strided convolution: cheaper, larger receptive
+    field) and must come back **up** to one prediction per pixel. This notebook reproduces the
+    lectures' two worked examples exactly: max pooling of a 4 x 4 map, and the transposed convolution
+    of a 2 x 2 input into a 4 x 4 output as multiplication by the transposed 4 x 16 matrix.
+    """),
+    SETUP,
+    code("""
+    from minimal_seg import functional as F
+    from minimal_seg.conv_arithmetic import draw_transposed_conv
+    from minimal_seg.viz import plot_matrix
+    """),
+    md(r"""
+    ## 3.1 Max pooling, and the indices of the winners
+
+    "Слой МаксПуллинг2D осуществляет операцию сжатия ... путем выбора максимального значения в блоке
+    пикселей": with a 2 x 2 window and stride 2,
+
+    $$\text{out}[p, q] = \max_{0 \le i, j < 2} x[2p + i,\; 2q + j].$$
+
+    The lecture's feature map, first with a loop:
+    """),
+    code("""
+    fmap = np.array([[4, 3, 1, 5],
+                     [1, 3, 4, 8],
+                     [4, 5, 4, 3],
+                     [6, 5, 9, 4]], dtype=np.float64)
+
+    def max_pool_loop(x, k=2):
+        out = np.zeros((x.shape[0] // k, x.shape[1] // k))
+        for p in range(out.shape[0]):
+            for q in range(out.shape[1]):
+                out[p, q] = x[k * p:k * p + k, k * q:k * q + k].max()
+        return out
+
+    pooled_loop = max_pool_loop(fmap)
+    pooled, cache = F.max_pool2d_forward(fmap[None, None], kernel_size=2)   # stride defaults to the kernel
+    print(pooled[0, 0])
+    assert (pooled_loop == [[4, 8], [6, 9]]).all()
+    assert (pooled[0, 0] == [[4, 8], [6, 9]]).all()
+    """),
+    md(r"""
+    The library also keeps **where** each maximum was, as a flat index $h W + w$ into the input plane
+    (as PyTorch does). Max unpooling and the backward pass need exactly this.
+    """),
+    code("""
+    indices = cache.indices[0, 0]
+    print("indices:\\n", indices)
+    print("as (row, col):", [divmod(int(i), 4) for i in indices.ravel()])
+    assert (indices == [[0, 7], [12, 14]]).all()
+
+    winners = np.zeros((4, 4), dtype=bool)
+    winners.ravel()[indices.ravel()] = True
+    fig, axes = plt.subplots(1, 3, figsize=(9, 3))
+    plot_matrix(fmap, ax=axes[0], highlight=winners, title="feature map, winners framed")
+    plot_matrix(pooled[0, 0], ax=axes[1], vmin=0, vmax=9, title="max pooled")
+    plot_matrix(indices, ax=axes[2], cmap="Greys", vmin=0, vmax=40, title="indices h*W + w")
+    plt.show()
+    """),
+    md(r"""
+    The gradient of max pooling goes only to the winners ("the max was chosen by that pixel alone"):
+    """),
+    code("""
+    dout = np.array([[[[10., 20.], [30., 40.]]]])
+    dx = F.max_pool2d_backward(dout, cache)
+    print(dx[0, 0])
+    assert dx[0, 0][winners].tolist() == [10, 20, 30, 40] and dx[0, 0][~winners].sum() == 0
+    """),
+    md(r"""
+    ## 3.2 Unpooling: bed of nails, nearest neighbour, max unpooling
+
+    Three ways to make a 2 x 2 map 4 x 4 without learned weights (lecture 001: "Разреженный unpooling",
+    "Ближайший сосед", "Max unpooling"):
+
+    * **bed of nails**: each value goes to the top-left corner of its 2 x 2 block, zeros elsewhere;
+    * **nearest neighbour**: each value fills its whole block;
+    * **max unpooling** (SegNet): each value goes back to where max pooling found it, using the saved
+      indices (lecture 004: "индексы максимальных значений после Max Pooling сохраняются и используются
+      при Max Unpooling").
+    """),
+    code("""
+    small = pooled[0, 0]
+
+    def unpool_loop(x, mode, s=2):
+        out = np.zeros((x.shape[0] * s, x.shape[1] * s))
+        for p in range(x.shape[0]):
+            for q in range(x.shape[1]):
+                if mode == "nails":
+                    out[s * p, s * q] = x[p, q]
+                else:                                       # nearest
+                    out[s * p:s * p + s, s * q:s * q + s] = x[p, q]
+        return out
+
+    nails, _ = F.unpool_bed_of_nails_forward(pooled, 2)
+    nearest, _ = F.unpool_nearest_forward(pooled, 2)
+    unpooled, _ = F.max_unpool2d_forward(pooled, cache.indices, kernel_size=2)
+    assert (nails[0, 0] == unpool_loop(small, "nails")).all()
+    assert (nearest[0, 0] == unpool_loop(small, "nearest")).all()
+    assert (unpooled[0, 0] == [[4, 0, 0, 0],
+                               [0, 0, 0, 8],
+                               [0, 0, 0, 0],
+                               [6, 0, 9, 0]]).all()
+
+    fig, axes = plt.subplots(1, 4, figsize=(12, 3))
+    for ax, m, title in zip(axes, (fmap, nails[0, 0], nearest[0, 0], unpooled[0, 0]),
+                            ("before pooling", "bed of nails", "nearest neighbour", "max unpooling")):
+        plot_matrix(m, ax=ax, vmin=0, vmax=9, highlight=winners if title != "nearest neighbour" else None,
+                    title=title)
+    plt.show()
+    """),
+    md(r"""
+    Max unpooling puts every value back in its place (framed), but everything that was not a maximum is
+    lost: it is not an inverse of pooling either. The decoder's convolutions have to fill the zeros in.
+
+    ## 3.3 Transposed convolution: the lecture's 2 x 2 -> 4 x 4 example
+
+    Lecture 002: "Input gives weight for filter". Each input value multiplies a copy of the kernel;
+    the copies are placed $S$ pixels apart and **summed where they overlap**:
+
+    $$\text{out}[aS + i,\; bS + j] \mathrel{+}= x[a, b]\; w[i, j].$$
+
+    Lecture 003's numbers: kernel
+    $\begin{smallmatrix}1&4&1\\1&4&3\\3&3&1\end{smallmatrix}$, input
+    $\begin{smallmatrix}2&1\\4&4\end{smallmatrix}$, stride 1:
+    """),
+    code("""
+    kernel = np.array([[1, 4, 1],
+                       [1, 4, 3],
+                       [3, 3, 1]], dtype=np.float64)
+    x2 = np.array([[2, 1],
+                   [4, 4]], dtype=np.float64)
+    expected = np.array([[ 2,  9,  6,  1],
+                         [ 6, 29, 30,  7],
+                         [10, 29, 33, 13],
+                         [12, 24, 16,  4]], dtype=np.float64)
+
+    def conv_transpose_loop(x, w, stride=1):
+        K = w.shape[0]
+        out = np.zeros(((x.shape[0] - 1) * stride + K, (x.shape[1] - 1) * stride + K))
+        copies = []
+        for a in range(x.shape[0]):
+            for b in range(x.shape[1]):
+                copy = np.zeros_like(out)
+                copy[a * stride:a * stride + K, b * stride:b * stride + K] = x[a, b] * w
+                copies.append(copy)
+                out += copy
+        return out, copies
+
+    out_loop, copies = conv_transpose_loop(x2, kernel)
+    assert (out_loop == expected).all()
+
+    fig, axes = plt.subplots(1, 5, figsize=(15, 3))
+    for ax, c, (a, b) in zip(axes, copies, [(0, 0), (0, 1), (1, 0), (1, 1)]):
+        plot_matrix(c, ax=ax, vmin=0, vmax=33, fmt="{:.0f}", title=f"x[{a},{b}] = {x2[a, b]:.0f} times w")
+    plot_matrix(out_loop, ax=axes[4], vmin=0, vmax=33, fmt="{:.0f}", title="sum = the lecture's output")
+    plt.show()
+    """),
+    md(r"""
+    **The matrix view.** In notebook 2 the convolution of a 4 x 4 input with this kernel was
+    $\mathbf{y} = C\mathbf{x}$ with the $4 \times 16$ matrix $C$. Multiplying by its transpose
+    $C^{\mathsf T}$ ($16 \times 4$) maps a 2 x 2 image back to a 4 x 4 one: that *is* the transposed
+    convolution, hence the name. The library offers both ways to compute it:
+    `method="im2col"` (fast: col2im of $W^{\mathsf T}x$, exactly the convolution's input gradient) and
+    `method="matrix"` (builds $C$ and multiplies by $C^{\mathsf T}$).
+    """),
+    code("""
+    C = F.conv_matrix(kernel[None, None], (4, 4))                           # (4, 16), notebook 2
+    assert (C == np.array([
+        [1, 4, 1, 0, 1, 4, 3, 0, 3, 3, 1, 0, 0, 0, 0, 0],
+        [0, 1, 4, 1, 0, 1, 4, 3, 0, 3, 3, 1, 0, 0, 0, 0],
+        [0, 0, 0, 0, 1, 4, 1, 0, 1, 4, 3, 0, 3, 3, 1, 0],
+        [0, 0, 0, 0, 0, 1, 4, 1, 0, 1, 4, 3, 0, 3, 3, 1]])).all()
+    by_matrix = (C.T @ x2.ravel()).reshape(4, 4)
+    fast, _ = F.conv_transpose2d_forward(x2[None, None], kernel[None, None])
+    slow, _ = F.conv_transpose2d_forward(x2[None, None], kernel[None, None], method="matrix")
+    assert (by_matrix == expected).all()
+    assert np.allclose(fast[0, 0], expected) and np.allclose(slow[0, 0], expected)
+    print(by_matrix)
+
+    fig = plt.figure(figsize=(6, 5.6))
+    cell = 0.3 / 6, 0.3 / 5.6                                # one matrix entry: 0.3 inch
+    for left, m, title in ((0.1, C.T, "C^T (16 x 4)"), (0.45, x2.reshape(4, 1), "x"),
+                           (0.7, by_matrix.reshape(16, 1), "C^T x")):
+        rows, cols = m.shape
+        ax = fig.add_axes([left, 0.92 - rows * cell[1], cols * cell[0], rows * cell[1]])
+        plot_matrix(m, ax=ax, fmt="{:.0f}", fontsize=9, title=title)
+    fig.text(0.37, 0.75, "x", fontsize=16); fig.text(0.58, 0.75, "=", fontsize=16)
+    plt.show()
+    """),
+    md(r"""
+    **Stride 2: the "upconv".** Lecture 002: "каждую клетку надо распаковать в 4 клетки ⇒ свёртка 3 x 3
+    со сдвигом 2". With stride $S$ the copies are placed $S$ pixels apart, and the output size inverts
+    the convolution's formula:
+
+    $$O = (H - 1)\,S - 2P + D(K - 1) + P_{\text{out}} + 1,$$
+
+    where $P_{\text{out}} < S$ is the `output_padding` argument.
+
+    With $K = 3$, $S = 2$, $P = 0$ a 2 x 2 input becomes 5 x 5; `padding=1` crops one pixel from every
+    side of that and `output_padding=1` gives one row and column back at the bottom/right, so 2 x 2 ->
+    4 x 4, an exact doubling. And it is still the transpose of a convolution matrix: that of the
+    stride-2 convolution that maps 5 x 5 back to 2 x 2.
+    """),
+    code("""
+    full, _ = conv_transpose_loop(x2, kernel, stride=2)                     # 5 x 5
+    up, _ = F.conv_transpose2d_forward(x2[None, None], kernel[None, None], stride=2)
+    up4, _ = F.conv_transpose2d_forward(x2[None, None], kernel[None, None], stride=2, padding=1,
+                                        output_padding=1)
+    C2 = F.conv_matrix(kernel[None, None], (5, 5), stride=2)                # (4, 25)
+    assert np.allclose(up[0, 0], full) and np.allclose((C2.T @ x2.ravel()).reshape(5, 5), full)
+    assert up4.shape == (1, 1, 4, 4) and np.allclose(up4[0, 0], full[1:5, 1:5])
+
+    fig, axes = plt.subplots(1, 3, figsize=(10, 3.2))
+    plot_matrix(x2, ax=axes[0], fmt="{:.0f}", title="input 2 x 2")
+    plot_matrix(full, ax=axes[1], fmt="{:.0f}", title="stride 2: 5 x 5")
+    plot_matrix(up4[0, 0], ax=axes[2], fmt="{:.0f}", title="padding 1, output_padding 1: 4 x 4")
+    plt.show()
+    """),
+    md(r"""
+    The same thing one input pixel at a time (`minimal_seg.conv_arithmetic`): each pixel writes a
+    3 x 3 window of the canvas, the numbers count how many windows have written each cell so far, and
+    the hatched border is what `padding=1` crops away.
+    """),
+    code("""
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.8))
+    for step, ax in enumerate(axes):
+        draw_transposed_conv(2, 3, stride=2, padding=1, output_padding=1, step=step, ax=ax)
+    plt.tight_layout(); plt.show()
+    """),
+    md(r"""
+    ## 3.4 Transpose is not inverse
+
+    $C$ maps 16 numbers to 4, so no matrix can undo it; $C^{\mathsf T}$ only has the right *shape*.
+    Convolve and transpose-convolve the 4 x 4 input of notebook 2: we do not get it back.
+    """),
+    code("""
+    x4 = np.arange(16, dtype=np.float64).reshape(4, 4)
+    y = C @ x4.ravel()
+    back = (C.T @ y).reshape(4, 4)
+    print("C C^T =\\n", C @ C.T)
+    fig, axes = plt.subplots(1, 3, figsize=(10, 3.2))
+    plot_matrix(x4, ax=axes[0], fmt="{:.0f}", title="x")
+    plot_matrix(y.reshape(2, 2), ax=axes[1], fmt="{:.0f}", title="C x")
+    plot_matrix(back, ax=axes[2], fmt="{:.0f}", title="C^T C x  (not x!)")
+    plt.show()
+    assert not np.allclose(back, x4) and np.linalg.matrix_rank(C.T @ C) == 4
+    """),
+    md(r"""
+    What the transpose *does* guarantee is the **adjoint identity**
+    $\langle C\mathbf{x}, \mathbf{y}\rangle = \langle \mathbf{x}, C^{\mathsf T}\mathbf{y}\rangle$
+    for every $\mathbf{x}, \mathbf{y}$. It is why the transposed convolution's forward pass is the
+    convolution's backward pass (and vice versa). Checked for a strided, padded, multi-channel case:
+    """),
+    code("""
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((3, 2, 3, 3))                    # conv: 2 -> 3 channels
+    xa = rng.standard_normal((1, 2, 9, 8))
+    opts = dict(stride=2, padding=1)
+    cx, _ = F.conv2d_forward(xa, w, **opts)                  # (1, 3, 5, 4)
+    yb = rng.standard_normal(cx.shape)
+    cty, _ = F.conv_transpose2d_forward(yb, w, **opts, output_padding=(0, 1))   # back to (1, 2, 9, 8)
+    print(f"<Cx, y> = {np.sum(cx * yb):.10f}\\n<x, C^T y> = {np.sum(xa * cty):.10f}")
+    assert cty.shape == xa.shape and np.isclose(np.sum(cx * yb), np.sum(xa * cty))
+    """),
+    md(r"""
+    ## 3.5 The checkerboard effect, seen in the overlap map
+
+    With kernel 3 and stride 2 the copies of the kernel overlap *unevenly*: some output pixels get
+    one copy, some two, some four. Transposed-convolving an all-ones input with an all-ones kernel counts
+    the copies at each pixel (the **overlap map**). Whatever a trained kernel learns, it has to fight
+    this pattern, and the result often shows a checkerboard. When the kernel size is a multiple of the
+    stride the overlap is even (away from the border).
+    """),
+    code("""
+    ones = np.ones((1, 1, 6, 6))
+    cases = [(3, 2), (4, 2), (2, 2)]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
+    for ax, (k, s) in zip(axes, cases):
+        overlap, _ = F.conv_transpose2d_forward(ones, np.ones((1, 1, k, k)), stride=s)
+        plot_matrix(overlap[0, 0], ax=ax, fmt="{:.0f}", vmin=0, vmax=4, fontsize=7,
+                    title=f"kernel {k}, stride {s}: overlap map")
+    plt.show()
+    """),
+    md(r"""
+    The overlap map is the worst case, an all-ones kernel. A kernel whose shifted copies add up to a
+    constant turns a flat input into a flat output: the **bilinear kernel** below is one, and FCN
+    initialises its transposed convolutions with it (training may move them away from it again).
+
+    ## 3.6 Bilinear upsampling and the bilinear kernel
+
+    Bilinear upsampling (PyTorch's `align_corners=False`) interpolates linearly along each axis.
+    Output pixel $o$ of an axis reads the input at the real coordinate
+    $u = \max\big((o + \tfrac12)\,\tfrac{H_\text{in}}{H_\text{out}} - \tfrac12,\; 0\big)$:
+
+    $$\text{out}[o] = (1 - t)\,x[i_0] + t\,x[i_1], \qquad i_0 = \lfloor u \rfloor,\;
+    i_1 = \min(i_0 + 1, H_\text{in} - 1),\; t = u - i_0 .$$
+
+    One axis is a matrix $A$ ($H_\text{out} \times H_\text{in}$); the image is $A_h X A_w^{\mathsf T}$.
+    """),
+    code("""
+    def linear_upsample_loop(v, out_size):
+        n = len(v)
+        out = np.zeros(out_size)
+        for o in range(out_size):
+            u = max((o + 0.5) * n / out_size - 0.5, 0.0)
+            i0 = int(np.floor(u)); i1 = min(i0 + 1, n - 1); t = u - i0
+            out[o] = (1 - t) * v[i0] + t * v[i1]
+        return out
+
+    v = np.array([0.0, 4.0, 2.0, 6.0])
+    A = F.linear_interpolation_matrix(4, 8)                  # (8, 4)
+    assert np.allclose(A @ v, linear_upsample_loop(v, 8))
+
+    X = fmap[None, None]
+    bil, _ = F.upsample_bilinear_forward(X, scale=2)
+    assert np.allclose(bil[0, 0], A @ fmap @ A.T)
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), gridspec_kw={"width_ratios": [4, 3, 8]})
+    plot_matrix(A, ax=axes[0], fmt="{:.2f}", fontsize=7, title="A (8 x 4): rows sum to 1")
+    centres = np.arange(4) * 2 + 0.5                         # input pixel centres, in output pixels
+    axes[1].plot(np.linspace(-0.5, 7.5, 200), np.interp(np.linspace(-0.5, 7.5, 200), centres, v), "--",
+                 color="grey", lw=1)
+    axes[1].plot(centres, v, "o", label="input (at its pixel centres)")
+    axes[1].plot(np.arange(8), A @ v, "s", label="bilinear x2")
+    axes[1].legend(fontsize=7, loc="lower right"); axes[1].set_title("one axis")
+    plot_matrix(bil[0, 0], ax=axes[2], fmt="{:.1f}", fontsize=7, title="the 4 x 4 feature map, x2")
+    plt.show()
+    """),
+    md(r"""
+    Upsampling by an integer factor $s$ is also a transposed convolution with kernel $2s$, stride $s$,
+    padding $s/2$ and the **bilinear kernel**
+    $w[i, j] = f(i) f(j)$, $f(i) = 1 - |i - c| / s$ (a tent; `F.bilinear_kernel`). Away from the
+    border (where bilinear upsampling repeats the edge and the transposed convolution sees zeros) the
+    two agree exactly; this is how FCN starts its learned upsampling layers.
+    """),
+    code("""
+    s = 2
+    tent = F.bilinear_kernel(2 * s)
+    print("bilinear kernel 4 x 4:\\n", tent)
+    img = np.random.default_rng(1).standard_normal((1, 1, 6, 6))
+    by_conv, _ = F.conv_transpose2d_forward(img, tent[None, None], stride=s, padding=s // 2)
+    by_interp, _ = F.upsample_bilinear_forward(img, scale=s)
+    assert np.allclose(by_conv[0, 0, 1:-1, 1:-1], by_interp[0, 0, 1:-1, 1:-1])
+
+    overlap, _ = F.conv_transpose2d_forward(np.ones((1, 1, 4, 4)), tent[None, None], stride=s, padding=s // 2)
+    fig, axes = plt.subplots(1, 4, figsize=(14, 3.4))
+    axes[0].imshow(img[0, 0], cmap="viridis"); axes[0].set_title("input 6 x 6")
+    axes[1].imshow(by_interp[0, 0], cmap="viridis"); axes[1].set_title("bilinear upsampling x2")
+    axes[2].imshow(by_conv[0, 0], cmap="viridis"); axes[2].set_title("transposed conv, bilinear kernel")
+    plot_matrix(overlap[0, 0], ax=axes[3], fmt="{:.2f}", fontsize=7, title="its overlap map (4 x 4 input)")
+    for ax in axes[:3]:
+        ax.set_axis_off()
+    plt.show()
+    """),
+    md(r"""
+    ## Summary
+
+    * Max pooling keeps the largest value of each window and (in the library) the flat index $hW + w$
+      of the winner; its gradient flows to the winners only.
+    * Unpooling without weights: bed of nails, nearest neighbour, and max unpooling with the saved
+      indices (SegNet).
+    * The transposed convolution adds a copy of the kernel, weighted by each input value, $S$ pixels
+      apart. It is multiplication by $C^{\mathsf T}$: the lecture's 2 x 2 -> 4 x 4 example is
+      $C^{\mathsf T}$ (16 x 4) times the input.
+    * $C^{\mathsf T}$ is not $C^{-1}$; what holds is $\langle Cx, y\rangle = \langle x, C^{\mathsf T}y\rangle$,
+      so a transposed convolution's forward pass is a convolution's backward pass.
+    * Uneven overlap (kernel size not a multiple of the stride) is the source of checkerboard artefacts;
+      the bilinear kernel is a transposed convolution that upsamples smoothly.
+
+    ## Exercises
+
+    1. Max pooling with kernel 3, stride 1, padding 1 keeps the size. What does it do to a binary mask?
+       Look at `cache.indices`: which pixels win several windows?
+    2. For non-overlapping windows, show that `max_pool2d_backward(dout)` equals
+       `max_unpool2d_forward(dout, indices)`. Why does this fail when stride < kernel?
+    3. *Transpose is not inverse.* Find a nonzero 4 x 4 input $x$ with $Cx = 0$ (hint: the null space of
+       $C$ from `np.linalg.svd`). What is $C^{\mathsf T} C x$? Compare $C^{\mathsf T}$ with the
+       pseudo-inverse `np.linalg.pinv(C)`.
+    4. Draw the overlap maps of (kernel, stride) = (5, 2), (6, 3), (4, 3). State the rule.
+    5. Build the 2-D bilinear matrix as `np.kron(A_h, A_w)` and check it against
+       `upsample_bilinear_forward` on a 3 x 5 input upsampled to 7 x 9.
+    """),
+]
+
+
+# =====================================================================================================
+# 4. From classifier to FCN
+# =====================================================================================================
+
+NOTEBOOKS["04_classifier_to_fcn"] = [
+    md(r"""
+    # 4. From a classifier to a fully convolutional network
+
+    *Lecture 001 ("Скользящее окно", "Тепловая карта", "Маска класса", "ФС слои: фиксированный размер",
+    "Свёртка 1 x 1", "Полносвёрточная сеть (FCN)", "FCN + argmax", "FCN + upscale + argmax",
+    "Обучение FCN", "Постобработка: DL + CRF"), lecture 004 (sliding window).*
+
+    The lecture's path from image classification to segmentation:
+
+    1. run a classifier on every window of the image (**sliding window**) -> a class **heatmap**;
+    2. notice that the fully connected (FC) layers are convolutions in disguise: rewrite them as
+       $h \times w$ and **1 x 1 convolutions**, and the classifier runs on a whole image in one pass;
+    3. **FCN + upscale + argmax**: upsample the coarse heatmap back to the image and take the best
+       class per pixel;
+    4. train it end to end with a **per-pixel softmax cross-entropy**; add skips from earlier layers
+       (**FCN-32s vs FCN-8s**).
+
+    The classifier and its conversion live in `minimal_seg.classical.sliding_window`.
+    """),
+    SETUP,
+    code("""
+    import time
+
+    from minimal_seg import functional as F
+    from minimal_seg import nn
+    from minimal_seg.classical import (FCClassifier, fc_to_conv, heatmap_to_mask, linear_to_conv,
+                                       sliding_window_heatmap, train_classifier, window_crops)
+    from minimal_seg.data import Shapes, batches
+    from minimal_seg.models import build_model
+    from minimal_seg.optim import Adam, CosineSchedule
+    from minimal_seg.train import evaluate, make_loss, predict, train_step
+    from minimal_seg.viz import colorize, overlay, plot_matrix, to_display
+    """),
+    md(r"""
+    ## 4.1 Sliding window -> heatmap -> class mask
+
+    A small classifier for 16 x 16 windows: two unpadded convolutions with max pooling, then
+    `Flatten` and two fully connected layers. A window's label is the class of its centre pixel
+    (background, circle, square, triangle; black, blue, orange, green in the masks). We train it on 4000
+    random windows of 128 `Shapes` images.
+    """),
+    code("""
+    train_set = Shapes(128, image_size=48, seed=0)
+    val_set = Shapes(8, image_size=48, seed=1_000_000)
+    names = train_set.class_names
+    window = 16
+    crops, labels = window_crops(train_set.images, train_set.masks, window, count=4000, seed=0)
+    classifier = FCClassifier(in_channels=1, num_classes=4, window=window, seed=0)
+    print(classifier)
+    history = train_classifier(classifier, crops, labels, epochs=4, batch_size=64, lr=3e-3)
+    classifier.eval()
+    val_crops, val_labels = window_crops(val_set.images, val_set.masks, window, count=1000, seed=1)
+    val_acc = (classifier(val_crops).argmax(axis=1) == val_labels).mean()
+    print("loss per epoch", np.round(history, 3), f"  window accuracy on new images {val_acc:.3f}")
+    """),
+    md(r"""
+    Now slide it over a new image, one window at a time, with a step of 4 pixels: the loop version.
+    Every window gives 4 class scores, so the result is a heatmap (4, 9, 9): cell $(i, j)$ belongs to the
+    window with top-left corner $(4i, 4j)$. The library's `sliding_window_heatmap` does the same with
+    the windows batched.
+    """),
+    code("""
+    image, truth = val_set[0]                                # (1, 48, 48), (48, 48)
+    stride = 4
+    positions = range(0, 48 - window + 1, stride)
+    t0 = time.perf_counter()
+    heat_loop = np.zeros((4, len(positions), len(positions)), dtype=np.float32)
+    for i, y in enumerate(positions):
+        for j, x in enumerate(positions):
+            heat_loop[:, i, j] = classifier(image[None, :, y:y + window, x:x + window])[0]
+    t_loop = time.perf_counter() - t0
+    heat = sliding_window_heatmap(classifier, image, stride=stride)
+    assert np.allclose(heat, heat_loop, atol=1e-5)
+
+    probs, _ = F.softmax_forward(heat[None], axis=1)
+    mask = heatmap_to_mask(heat, (48, 48), window, stride)    # each pixel: argmax of the nearest window
+    fig, axes = plt.subplots(1, 6, figsize=(16, 3))
+    axes[0].imshow(to_display(image), cmap="gray"); axes[0].set_title("image")
+    for k in range(1, 4):
+        axes[k].imshow(probs[0, k], cmap="magma", vmin=0, vmax=1); axes[k].set_title(f"heatmap: {names[k]}")
+    axes[4].imshow(colorize(mask)); axes[4].set_title("class mask (argmax)")
+    axes[5].imshow(colorize(truth)); axes[5].set_title("truth")
+    for ax in axes:
+        ax.set_axis_off()
+    plt.show()
+    """),
+    md(r"""
+    ## 4.2 FC layers need a fixed size
+
+    The first FC layer multiplies a flattened feature map of exactly $16 \cdot 2 \cdot 2 = 64$ numbers
+    ("ФС слои: фиксированный размер"). A whole 48 x 48 image gives a larger map, and the classifier refuses:
+    """),
+    code("""
+    try:
+        classifier(image[None])
+    except Exception as error:
+        print(type(error).__name__, ":", error)
+    """),
+    md(r"""
+    ## 4.3 FC layers are convolutions: $h \times w$ and 1 x 1
+
+    The first FC layer sees a feature map $(C, h, w)$ flattened row-major, so its weight matrix
+    $W \in \mathbb{R}^{D \times C h w}$ *is* a convolution kernel of shape $(D, C, h, w)$: on a map of
+    exactly $h \times w$ it has one output position, and that output equals $W\,\mathrm{vec}(\cdot)$.
+    Every later FC layer sees a $1 \times 1$ "map" and becomes a **1 x 1 convolution**
+    ("Свёртка 1 x 1"; "Conv H x W", then "Conv 1 x 1" on the slide):
+
+    $$\text{Linear}\; W\,(D, C h w) \;\to\; \text{Conv2d}\; W.\mathrm{reshape}(D, C, h, w), \qquad
+    \text{Linear}\; W\,(D', D) \;\to\; \text{Conv2d}\; W.\mathrm{reshape}(D', D, 1, 1).$$
+    """),
+    code("""
+    conv_part = nn.Sequential(*classifier.layers[:6])        # conv, ReLU, pool, conv, ReLU, pool
+    features = conv_part(val_crops[:5])                      # 5 windows -> (5, 16, 2, 2)
+    fc1 = classifier[7]                                      # Linear(64, 32), after Flatten
+    by_linear = fc1(features.reshape(5, -1))                 # (5, 32)
+    conv1 = linear_to_conv(fc1, features.shape[1:])          # Conv2d(16, 32, kernel (2, 2))
+    by_conv = conv1(features)                                # (5, 32, 1, 1)
+    print(conv1, " weight", conv1.params["w"].shape)
+    assert np.allclose(by_linear, by_conv[:, :, 0, 0], atol=1e-5)
+    """),
+    md(r"""
+    `fc_to_conv` converts the whole classifier. The converted network accepts **any** image size and
+    returns the whole heatmap in **one pass**: overlapping windows share their convolutions instead of
+    recomputing them. The stride between heatmap cells is the product of the pooling strides, $2 \cdot 2 = 4$.
+    """),
+    code("""
+    fcn = fc_to_conv(classifier)
+    print(fcn)
+    t0 = time.perf_counter()
+    heat_fcn = fcn(image[None])[0]                           # (4, 9, 9) in one pass
+    t_fcn = time.perf_counter() - t0
+    print(f"one pass: {heat_fcn.shape}, max difference to the sliding window {np.abs(heat_fcn - heat).max():.1e}")
+    print(f"time: window loop {1000 * t_loop:.1f} ms, one pass {1000 * t_fcn:.1f} ms")
+    assert np.allclose(heat_fcn, heat, atol=1e-4)
+
+    big = Shapes(1, image_size=96, seed=7).images            # any size works now
+    print("a 96 x 96 image gives a heatmap of shape", fcn(big).shape)
+    """),
+    md(r"""
+    ## 4.4 FCN + argmax, FCN + upscale + argmax
+
+    The argmax of the heatmap is a 9 x 9 class map, 4 pixels per cell. "FCN + upscale + argmax":
+    upsample the *scores* bilinearly first and take the argmax per pixel: the boundaries stop being
+    blocky. (Cell $i$ is centred on pixel $4i + 7.5$; after x4 upsampling it sits at $4i + 1.5$, so the
+    upsampled map is shifted by 6 pixels, and the 6-pixel border no window centre reaches is filled with
+    the nearest value.)
+    """),
+    code("""
+    coarse = heat_fcn.argmax(axis=0)                          # (9, 9)
+    up, _ = F.upsample_bilinear_forward(heat_fcn[None], scale=4)            # (1, 4, 36, 36)
+    upscaled = np.pad(up[0].argmax(axis=0), 6, mode="edge")                 # (48, 48)
+    blocky = heatmap_to_mask(heat_fcn, (48, 48), window, stride)
+
+    fig, axes = plt.subplots(1, 4, figsize=(12, 3.2))
+    for ax, m, title in zip(axes, (coarse, blocky, upscaled, truth),
+                            ("FCN + argmax (9 x 9)", "nearest cell, 48 x 48", "FCN + upscale + argmax", "truth")):
+        ax.imshow(colorize(m)); ax.set_title(title); ax.set_axis_off()
+    plt.show()
+    for name, m in (("nearest", blocky), ("upscale", upscaled)):
+        print(f"{name:8s} pixel accuracy {(m == truth).mean():.3f}")
+    """),
+    md(r"""
+    ## 4.5 Training an FCN: per-pixel softmax cross-entropy
+
+    Instead of training on windows, train the fully convolutional network on whole images against the
+    ground-truth mask ("Обучение FCN": input $X$, prediction $F(X)$, ground truth $Y$). With logits
+    $z_i \in \mathbb{R}^K$ at pixel $i$, $p_i = \mathrm{softmax}(z_i)$ and the true class $y_i$, the loss
+    averages a classification loss over all $N$ pixels:
+
+    $$L = -\frac{1}{N}\sum_{i} \log p_{i, y_i}, \qquad
+    \frac{\partial L}{\partial z_{i,k}} = \frac{1}{N}\big(p_{i,k} - [k = y_i]\big).$$
+
+    The loop version on a 2 x 2 image with 3 classes, against the library:
+    """),
+    code("""
+    z = np.array([[[[2.0, 0.5], [0.1, -1.0]],
+                   [[1.0, 1.5], [0.3, 2.0]],
+                   [[0.0, -0.5], [2.5, 0.0]]]])              # (1, K=3, 2, 2)
+    y = np.array([[[0, 1], [2, 1]]])                          # (1, 2, 2)
+
+    loss, grad = 0.0, np.zeros_like(z)
+    n = y.size
+    for h in range(2):
+        for w in range(2):
+            p = np.exp(z[0, :, h, w]) / np.exp(z[0, :, h, w]).sum()
+            loss -= np.log(p[y[0, h, w]]) / n
+            grad[0, :, h, w] = (p - np.eye(3)[y[0, h, w]]) / n
+
+    loss_lib, cache = F.softmax_cross_entropy_forward(z, y)
+    grad_lib = F.softmax_cross_entropy_backward(1.0, cache)
+    print(f"loop {loss:.6f}   library {float(loss_lib):.6f}")
+    assert np.isclose(loss, loss_lib) and np.allclose(grad, grad_lib)
+    """),
+    md(r"""
+    ## 4.6 FCN-32s vs FCN-8s
+
+    The library's FCN has a VGG-like encoder of five stages (two 3 x 3 conv + BN + ReLU, then a 2 x 2
+    max pool), the FC layers as convolutions (`fc6` 3 x 3, `fc7` 1 x 1), a 1 x 1 `score` layer and
+    transposed convolutions initialised to bilinear upsampling (notebook 3):
+
+    $$\text{FCN-32s:}\quad \text{up}_{32}\big(\text{score}(\text{pool}_5)\big)$$
+    $$\text{FCN-8s:}\quad \text{up}_{8}\Big(\text{up}_2\big(\text{up}_2(\text{score}(\text{pool}_5)) +
+    \text{score}_4(\text{pool}_4)\big) + \text{score}_3(\text{pool}_3)\Big)$$
+
+    On a 64 x 64 image `pool5` is 2 x 2: FCN-32s has to paint the whole mask from four score vectors,
+    FCN-8s adds the 8 x 8 scores of `pool3` ("FCN + upscale" with the outputs of the pooling layers).
+    Both are trained below with the same budget: 60 steps of 8 images, Adam, cosine schedule.
+    """),
+    code("""
+    shapes_train = Shapes(256, image_size=64, seed=0)
+    shapes_val = Shapes(64, image_size=64, seed=1_000_000)
+
+    def fit(model, data, steps, batch_size=8, lr=3e-3, seed=0):
+        \"\"\"The training loop of the lecture, built from the library's pieces; returns the step losses.\"\"\"
+        optimizer = Adam(model.parameters(), lr=lr)
+        schedule = CosineSchedule(optimizer, steps, min_lr=lr / 100, warmup_steps=5)
+        loss_fns = make_loss("ce")                           # per-pixel softmax cross-entropy
+        losses, epoch = [], 0
+        while len(losses) < steps:
+            for images, masks in batches(data, batch_size, seed=seed, epoch=epoch):
+                losses.append(float(train_step(model, optimizer, schedule, loss_fns, images, masks)))
+                if len(losses) == steps:
+                    break
+            epoch += 1
+        return losses
+
+    runs = {}
+    for name in ("fcn32s", "fcn8s"):
+        model = build_model(name, in_channels=1, num_classes=4, base_channels=8, seed=0)
+        t0 = time.perf_counter()
+        losses = fit(model, shapes_train, steps=60)
+        runs[name] = dict(model=model, losses=losses, metrics=evaluate(model, shapes_val))
+        m = runs[name]["metrics"]
+        print(f"{name}: {time.perf_counter() - t0:.1f} s, {model.num_parameters():,} parameters, "
+              f"val mIoU {m['miou']:.3f}, pixel accuracy {m['pixel_accuracy']:.3f}, "
+              f"IoU per class {[round(m[f'iou_{k}'], 2) for k in range(4)]}")
+    """),
+    code("""
+    fig, ax = plt.subplots(figsize=(5, 3))
+    for name, run in runs.items():
+        ax.plot(run["losses"], label=f"{name} (val mIoU {run['metrics']['miou']:.2f})")
+    ax.set_xlabel("step"); ax.set_ylabel("training loss"); ax.legend(); ax.grid(alpha=0.3)
+    plt.show()
+
+    rows = [0, 1, 2]
+    preds = {name: predict(run["model"], shapes_val.images[rows]) for name, run in runs.items()}
+    fig, axes = plt.subplots(len(rows), 4, figsize=(10, 2.6 * len(rows)))
+    for r, i in enumerate(rows):
+        panels = [to_display(shapes_val.images[i]), colorize(shapes_val.masks[i]),
+                  colorize(preds["fcn32s"][r]), colorize(preds["fcn8s"][r])]
+        for ax, picture, title in zip(axes[r], panels, ("input", "truth", "FCN-32s", "FCN-8s")):
+            ax.imshow(picture, cmap="gray"); ax.set_axis_off()
+            if r == 0:
+                ax.set_title(title)
+    plt.show()
+    print("FCN-8s beats FCN-32s on mIoU:", runs["fcn8s"]["metrics"]["miou"] > runs["fcn32s"]["metrics"]["miou"])
+    """),
+    md(r"""
+    At this tiny budget neither network is good, but the direction is the lecture's: FCN-32s can only
+    paint smooth blobs from its 2 x 2 score map ("слишком резкий upsampling - границы не чёткие") and mostly
+    predicts background, while FCN-8s, which adds scores from the 1/16 and 1/8 resolution maps, finds the
+    shapes and their outlines. (FCN-32s is also the *slower* of the two here: its final transposed
+    convolution has a 64 x 64 kernel.)
+
+    ## 4.7 Post-processing: network + CRF
+
+    Lecture 001 ends the classical part with a **conditional random field**: the network's softmax
+    gives the unary term, and a pairwise term rewards neighbouring pixels of similar colour for
+    taking the same label,
+
+    $$E(x, y) = \sum_i \Phi(x_i, y_i) + \sum_{i<j} \Psi(x_i, x_j), \qquad \Phi = -\log p_i(x_i), \quad
+    \Psi = [x_i \ne x_j]\, k(f_i, f_j).$$
+
+    `dense_crf` minimises it approximately by mean-field iterations. On a blocky, noisy,
+    FCN-32s-like prediction of a simple scene it snaps the boundaries to the image edges:
+    """),
+    code("""
+    from minimal_seg.classical import coarse_prediction, dense_crf, piecewise_scene
+
+    scene, scene_truth = piecewise_scene(48, 48, seed=0)
+    scene_probs = coarse_prediction(scene_truth, num_classes=3, factor=8, seed=0)
+    refined, energies = dense_crf(scene_probs, scene, iterations=5, return_energies=True)
+    before, after = scene_probs.argmax(0), refined.argmax(0)
+    print("energy E(x) per iteration:", np.round(energies, 1))
+    fig, axes = plt.subplots(1, 4, figsize=(12, 3.2))
+    for ax, picture, title in zip(axes, (to_display(scene), colorize(scene_truth), colorize(before), colorize(after)),
+                                  ("image", "truth", f"network: acc {(before == scene_truth).mean():.3f}",
+                                   f"+ CRF: acc {(after == scene_truth).mean():.3f}")):
+        ax.imshow(picture, cmap="gray"); ax.set_title(title); ax.set_axis_off()
+    plt.show()
+    """),
+    md(r"""
+    ## Summary
+
+    * A classifier slid over the image gives a class heatmap; its argmax is a (coarse) class mask.
+    * FC layers need a fixed input size, but they are convolutions: the first one an $h \times w$
+      convolution, the rest 1 x 1. Converted, the classifier runs on any image in one pass, with the
+      same numbers as the sliding window.
+    * FCN + upscale + argmax: upsample the scores (bilinearly), then take the argmax per pixel.
+    * Train end to end with the per-pixel softmax cross-entropy, whose gradient is $(p - g)/N$.
+    * Skips from higher-resolution layers (FCN-8s) give much better masks than one 32x upsampling
+      (FCN-32s); a CRF can clean boundaries afterwards.
+
+    ## Exercises
+
+    1. Slide the classifier with stride 1 (`sliding_window_heatmap(..., stride=1)`). Can the converted
+       network produce this heatmap in one pass? (Hint: the pools fix the stride; try shifted inputs.)
+    2. Why must the classifier's convolutions be unpadded for `fc_to_conv` to reproduce the sliding
+       window exactly? Build a padded variant and measure the difference.
+    3. Count the multiply-adds of the window loop and of the one-pass FCN for a 48 x 48 image.
+    4. Train FCN-16s with the same budget and place it between FCN-32s and FCN-8s.
+    5. Run `dense_crf` on the softmax of the trained FCN-32s for a validation image
+       (`method="fast"`). Does it help a prediction that is wrong on most shapes? Why not?
+    """),
+]
+
+
+# =====================================================================================================
+# 5. Encoder-decoder and skip connections: U-Net
+# =====================================================================================================
+
+NOTEBOOKS["05_unet_and_skips"] = [
+    md(r"""
+    # 5. Encoder-decoder and skip connections: U-Net
+
+    *Lecture 000 ("U-Net", "Плюсы U-Net", "Минусы U-Net"), lecture 001 ("Skipped connections", "U-Net"),
+    lecture 002 ("свернули в скрытое представление, развернули, спрогнозировали"; "можно добавить связи
+    между слоями, отражающими одинаковую абстракцию"), lecture 004 (hourglass, "песочные часы").*
+
+    An **encoder-decoder** ("hourglass") squeezes the image into a small, deep representation and
+    expands it back. What the encoder threw away (exact positions, thin structures) the decoder cannot
+    invent. **Skip connections** hand each decoder level the encoder's features of the same resolution:
+    that is U-Net. We build it, check that its hand-written backward pass is right, train it with and
+    without skips, and test the lecture's list of pros and cons by experiment.
+
+    Colours in the masks: background black, circle blue, square orange, triangle green.
+    """),
+    SETUP,
+    code("""
+    import tempfile
+    import time
+
+    from minimal_seg import functional as F
+    from minimal_seg.classical import boundaries
+    from minimal_seg.gradcheck import gradcheck_layer
+    from minimal_seg.metrics import ConfusionMatrix, iou
+    from minimal_seg.models import UNet
+    from minimal_seg.train import TrainConfig, predict, train
+    from minimal_seg.viz import colorize, plot_matrix, to_display
+    """),
+    md(r"""
+    ## 5.1 The architecture
+
+        x ─ enc0 ─────────────────────────────── cat ─ dec0 ─ head ─ logits
+              └ pool ─ enc1 ───────────── cat ─ dec1 ┘ up0
+                          └ pool ─ enc2 ─ cat ─ dec2 ┘ up1
+                                     └ pool ─ bottleneck ┘ up2
+
+    Every `enc`/`dec` block is two 3 x 3 convolutions (+ batch norm + ReLU); level $l$ has
+    $b \cdot 2^l$ channels; `up` is a 2 x 2 transposed convolution with stride 2 (notebook 3); `cat`
+    concatenates the encoder's features with the upsampled ones along the channel axis. With
+    `skips=False` the `cat`s disappear: the plain hourglass. Shapes for a 32 x 32 input, $b = 8$:
+    """),
+    code("""
+    unet = UNet(in_channels=1, num_classes=4, base_channels=8, depth=3)
+    rows = unet.summary((1, 1, 32, 32), print_fn=lambda line: None)
+    blocks = {}
+    for name, kind, shape, params in rows:                   # group the leaf layers by block
+        block = name.split(".")[0]
+        blocks.setdefault(block, [shape, 0])
+        blocks[block][0] = shape
+        blocks[block][1] += params
+    for block, (shape, params) in blocks.items():
+        print(f"{block:<11} output {str(shape):<18} parameters {params:>7,}")
+    plain = UNet(in_channels=1, num_classes=4, base_channels=8, depth=3, skips=False)
+    print(f"total: {unet.num_parameters():,} parameters with skips, {plain.num_parameters():,} without")
+    """),
+    md(r"""
+    ## 5.2 A tensor used twice: its gradient is the sum
+
+    The output of `enc0` feeds two paths: the pool (down the encoder) and the skip (to `dec0`). In the
+    backward pass both paths send a gradient back, and by the chain rule
+    $\frac{\partial L}{\partial e} = \frac{\partial L}{\partial e}\big|_{\text{pool path}} +
+    \frac{\partial L}{\partial e}\big|_{\text{skip path}}$: **add, never overwrite** (the micrograd lesson).
+    Concatenation's backward simply splits the gradient into the two inputs' channels:
+    """),
+    code("""
+    a = np.ones((1, 2, 2, 2)); b = 2 * np.ones((1, 3, 2, 2))
+    cat, cache = F.concat_forward([a, b])                    # (1, 5, 2, 2)
+    da, db = F.concat_backward(np.arange(20.0).reshape(1, 5, 2, 2), cache)
+    print("cat", cat.shape, "-> gradients", da.shape, db.shape)
+    """),
+    md(r"""
+    `gradcheck_layer` compares the hand-written backward of a whole (tiny, float64) U-Net with central
+    differences along random directions, for the input and every parameter. Then we break it on purpose:
+    keep only the skip path's gradient at the encoder, as a tempting `d = d_skip` would.
+    """),
+    code("""
+    tiny = UNet(in_channels=1, num_classes=3, base_channels=2, depth=1, seed=0).astype(np.float64)
+    x = np.random.default_rng(0).standard_normal((2, 1, 8, 8))
+    report = gradcheck_layer(tiny, x, directions=3)
+    print(f"correct U-Net: passed = {report.passed}, worst relative error {report.max_rel_error:.1e}")
+    assert report.passed
+
+    tiny._skip_sum = lambda d_pool, d_skip: d_skip           # overwrite instead of add
+    broken = gradcheck_layer(tiny, x, directions=3)
+    print(f"overwriting:   passed = {broken.passed}")
+    print("\\n".join(line for line in str(broken).splitlines() if "FAIL" in line))
+    assert not broken.passed
+    """),
+    md(r"""
+    Everything *after* the skip (bottleneck, decoder, head) is still right; every tensor before it
+    (the encoder and the input) gets a wrong gradient, and training would quietly get worse.
+
+    ## 5.3 Training with and without skips
+
+    Both networks get the same data (192 `Shapes` images of 32 x 32), the same budget (4 epochs of
+    24 steps, batch 8, Adam, cosine schedule) and the same seed, through the library's `train`
+    (what `python -m minimal_seg train` runs). The checkpoints go to a temporary folder.
+    """),
+    code("""
+    def run(**changes):
+        settings = dict(model="unet", image_size=32, num_train=192, num_val=48, epochs=4, batch_size=8,
+                        base_channels=8, lr=3e-3, seed=0)
+        with tempfile.TemporaryDirectory() as out:
+            config = TrainConfig(**{**settings, **changes, "out": out})
+            t0 = time.perf_counter()
+            result = train(config, progress=False, log=lambda line: None)
+        result["seconds"] = time.perf_counter() - t0
+        return result
+
+    runs = {"with skips": run(), "without skips": run(model_options={"skips": False})}
+    for name, result in runs.items():
+        last = result["history"][-1]
+        print(f"{name:<14} {result['seconds']:5.1f} s   val mIoU per epoch "
+              f"{[round(row['val_miou'], 3) for row in result['history']]}   "
+              f"IoU per class {[round(last[f'val_iou_{k}'], 2) for k in range(4)]}")
+    """),
+    code("""
+    fig, (ax_loss, ax_iou) = plt.subplots(1, 2, figsize=(10, 3.2))
+    for name, result in runs.items():
+        steps = [v for row in result["history"] for v in row["step_losses"]]
+        ax_loss.plot(steps, label=name)
+        ax_iou.plot([row["epoch"] for row in result["history"]], [row["val_miou"] for row in result["history"]],
+                    marker="o", label=name)
+    ax_loss.set_xlabel("step"); ax_loss.set_ylabel("training loss"); ax_loss.legend(); ax_loss.grid(alpha=0.3)
+    ax_iou.set_xlabel("epoch"); ax_iou.set_ylabel("validation mIoU"); ax_iou.legend(); ax_iou.grid(alpha=0.3)
+    plt.show()
+
+    val_set = runs["with skips"]["val_set"]
+    show = [0, 1, 2, 3]
+    preds = {name: predict(result["model"], val_set.images[show]) for name, result in runs.items()}
+    fig, axes = plt.subplots(len(show), 4, figsize=(9, 2.3 * len(show)))
+    for r, i in enumerate(show):
+        panels = [to_display(val_set.images[i]), colorize(val_set.masks[i]),
+                  colorize(preds["with skips"][r]), colorize(preds["without skips"][r])]
+        for ax, picture, title in zip(axes[r], panels, ("input", "truth", "with skips", "without skips")):
+            ax.imshow(picture, cmap="gray"); ax.set_axis_off()
+            if r == 0:
+                ax.set_title(title)
+    plt.show()
+    """),
+    md(r"""
+    Without skips the decoder has to rebuild every boundary from the 4 x 4 bottleneck: the masks come out
+    as rounded blobs, the background IoU drops, and the blobs carry the regular texture of the 2 x 2,
+    stride-2 transposed convolutions (each input pixel stamps one copy of the kernel, notebook 3). With skips the outlines come straight from the
+    full-resolution encoder features. (At this budget neither model tells the three shapes apart well;
+    that is the next point.)
+
+    ## 5.4 The lecture's pros and cons, by experiment
+
+    **Pros** ("Плюсы U-Net"): computationally efficient; trains on a small data set; made for
+    biomedical images (notebook 6 trains it on the nuclei image).
+
+    **Cheap.** The model above has about 120 thousand parameters and segments a batch in milliseconds
+    on a CPU:
+    """),
+    code("""
+    model = runs["with skips"]["model"]
+    t0 = time.perf_counter()
+    predict(model, val_set.images)
+    print(f"{model.num_parameters():,} parameters; {len(val_set)} images of 32 x 32 in "
+          f"{1000 * (time.perf_counter() - t0):.0f} ms")
+    """),
+    md(r"""
+    **Small data.** Train the same U-Net on only 24 images (each repeated 8 times per epoch, so the
+    number of steps stays the same) and compare with the 192-image run:
+    """),
+    code("""
+    small = run(num_train=24, repeat=8)
+    print(f"val mIoU after training on 24 images: {small['history'][-1]['val_miou']:.3f},   "
+          f"on 192 images: {runs['with skips']['history'][-1]['val_miou']:.3f}")
+    """),
+    md(r"""
+    **Cons** ("Минусы U-Net"): multi-class segmentation is harder (FPN and PSPNet, with their
+    multi-scale context, do better); and **boundaries**. Both show up in the errors of the trained model.
+
+    *Multi-class.* Merge the three shapes into one "object" class: the object/background mask is
+    almost right, and most of the remaining errors are confusions *between* shapes, which need the
+    context of a whole shape rather than local evidence.
+    """),
+    code("""
+    pred_all = predict(model, val_set.images)
+    cm = ConfusionMatrix(4)
+    cm.update(pred_all, val_set.masks)
+    M = cm.to_numpy()
+    between_shapes = M[1:, 1:].sum() - np.trace(M[1:, 1:])
+    print(f"object vs background IoU {iou(pred_all > 0, val_set.masks > 0):.3f};   "
+          f"mIoU over the 4 classes {cm.miou():.3f}")
+    print(f"wrong pixels: {M.sum() - np.trace(M)}, of which shape-for-another-shape: {between_shapes}")
+    ax = plot_matrix(M, fmt="{:.0f}", title="confusion matrix (rows: truth)")
+    ax.figure.set_size_inches(3.6, 3.6)
+    ax.set_xticks(range(4), val_set.class_names, rotation=45, fontsize=8)
+    ax.set_yticks(range(4), val_set.class_names, fontsize=8)
+    plt.show()
+    """),
+    md(r"""
+    Within this budget 24 images are about as good as 192: the network does not memorise a small set
+    quickly, because every image holds hundreds of labelled pixels, not one label. (Train much longer
+    and it will; augmentation, notebook 6, is the usual remedy.)
+
+    *Boundaries.* Where are the object/background mistakes? Measure how far each pixel is from the
+    nearest true object boundary. The distance map comes from growing the boundary map one pixel at a
+    time, and a 3 x 3 max pool with stride 1 (notebook 3) is exactly one step of that growth
+    (a morphological dilation).
+    """),
+    code("""
+    objects = val_set.masks > 0
+    edges = np.stack([boundaries(mask) for mask in objects]).astype(np.float32)   # (N, 32, 32)
+    distance = np.full(edges.shape, 5)
+    grown = edges[:, None]
+    for d in range(5):
+        distance[(grown[:, 0] > 0) & (distance == 5)] = d
+        grown, _ = F.max_pool2d_forward(grown, kernel_size=3, stride=1, padding=1)
+    wrong = (pred_all > 0) != objects                         # object/background errors only
+    rates = [wrong[distance == d].mean() for d in range(6)]
+    share = [(distance == d).mean() for d in range(6)]
+    for d in range(6):
+        label = f"{d} px" if d < 5 else ">= 5 px"
+        print(f"distance {label:<8} {100 * share[d]:5.1f} % of the pixels, error rate {100 * rates[d]:5.1f} %")
+
+    fig, axes = plt.subplots(1, 4, figsize=(13, 3.4))
+    i = 1
+    axes[0].imshow(colorize(val_set.masks[i])); axes[0].set_title("truth")
+    axes[1].imshow(colorize(pred_all[i])); axes[1].set_title("prediction")
+    axes[2].imshow(wrong[i], cmap="Reds"); axes[2].set_title("object/background\\nerrors")
+    axes[3].imshow(distance[i], cmap="viridis"); axes[3].set_title("distance to a boundary\\n(capped at 5)")
+    for ax in axes:
+        ax.set_axis_off()
+    plt.show()
+    """),
+    md(r"""
+    Nearly all object/background errors sit on or next to a boundary: the interior of shapes and the
+    open background are easy, the outline is where U-Net hesitates.
+
+    ## Summary
+
+    * Encoder-decoder ("hourglass"): down to a small deep representation, then back up.
+      U-Net adds skip connections that concatenate encoder features to the decoder level of the same size.
+    * A tensor used by two paths receives the **sum** of their gradients; overwriting it breaks every
+      gradient before the skip, which `gradcheck_layer` catches at once.
+    * With the same budget, skips give sharper masks and higher mIoU than the plain hourglass.
+    * U-Net is cheap and learns from few images (augmentation helps); its weak points are telling many
+      classes apart (context) and the pixels at boundaries.
+
+    ## Exercises
+
+    1. Replace the transposed-convolution `up` by `up="nearest"` or `up="bilinear"` (a 1 x 1 conv after
+       the upsampling). Compare mIoU and look for checkerboard patterns in the logits.
+    2. LinkNet adds the skip instead of concatenating it (`build_model("linknet", ...)`). Write down the
+       backward pass of an additive skip. What changes in the parameter count?
+    3. Train with `depth=2` and `depth=4`. How does the receptive field (notebook 2) of the bottleneck
+       relate to telling circles from squares?
+    4. Plot the error rate against the distance to a boundary for the model *without* skips.
+    5. Train on 8 and on 4 images. Where does "trains on a small data set" stop being true here?
+    """),
+]
+
+
+# =====================================================================================================
+# 6. Losses and practice
+# =====================================================================================================
+
+NOTEBOOKS["06_losses_and_practice"] = [
+    md(r"""
+    # 6. Losses and practice
+
+    *Lecture 000 ("Loss": binary cross-entropy, categorical cross-entropy, Sørensen-Dice, Jaccard;
+    "Приёмы": the training set can be smaller, augmentation, training on crops), lecture 003 (Dice).*
+
+    Four losses, each with its gradient, checked by a loop on a hand example and by a numerical
+    gradient check. Then what they do about **class imbalance**, and the lecture's practical tricks:
+    **augmentation**, **training on crops and predicting whole images**, on the real nuclei image.
+
+    Notation: logits $z$ (N, K, H, W); $p = \mathrm{softmax}(z)$ over the class axis; labels $y$;
+    one-hot $g$; the sums run over all pixels $i$ of the batch.
+    """),
+    SETUP,
+    code("""
+    import time
+
+    from minimal_seg import functional as F
+    from minimal_seg.data import (Nuclei, Shapes, batches, default_augmentation, dice_score, hflip,
+                                  otsu_baseline_dice, otsu_threshold, rot90)
+    from minimal_seg.gradcheck import gradcheck
+    from minimal_seg.metrics import ConfusionMatrix
+    from minimal_seg.models import build_model
+    from minimal_seg.optim import Adam, CosineSchedule
+    from minimal_seg.train import make_loss, predict, train_step
+    from minimal_seg.viz import colorize, overlay, to_display
+    """),
+    md(r"""
+    ## 6.1 Binary cross-entropy
+
+    One logit per pixel, a target $t \in \{0, 1\}$, $s = \sigma(z)$:
+
+    $$\ell = -\big(t \log s + (1 - t)\log(1 - s)\big), \qquad \frac{\partial \ell}{\partial z} = s - t .$$
+
+    The library computes it from the logits without ever forming $\log 0$:
+    $\ell = (1 - t)\,z + \log(1 + e^{-z})$, with the softplus evaluated stably. The loss is the mean over
+    pixels. Hand example: four pixels.
+    """),
+    code("""
+    z = np.array([2.0, -1.0, 0.5, -3.0])
+    t = np.array([1.0, 0.0, 0.0, 1.0])
+
+    loss, grad = 0.0, np.zeros_like(z)
+    for i in range(len(z)):
+        s = 1 / (1 + np.exp(-z[i]))
+        loss += -(t[i] * np.log(s) + (1 - t[i]) * np.log(1 - s)) / len(z)
+        grad[i] = (s - t[i]) / len(z)
+
+    loss_lib, cache = F.bce_with_logits_forward(z, t)
+    grad_lib = F.bce_with_logits_backward(1.0, cache)
+    print(f"loop {loss:.6f}   library {float(loss_lib):.6f}   gradient {grad_lib}")
+    assert np.isclose(loss, loss_lib) and np.allclose(grad, grad_lib)
+    """),
+    md(r"""
+    ## 6.2 Categorical cross-entropy, Dice and Jaccard
+
+    **Categorical cross-entropy** (notebook 4): $L = -\frac1N \sum_i \log p_{i, y_i}$, gradient
+    $\frac1N (p - g)$.
+
+    **Dice** and **Jaccard** are the metrics of notebook 1 made differentiable: replace the hard
+    masks by the probabilities. Per class $k$, with $I_k = \sum_i p_{ik} g_{ik}$ (soft intersection),
+    $P_k = \sum_i p_{ik}$, $G_k = \sum_i g_{ik}$ and a small smoothing constant $s$:
+
+    $$\mathrm{Dice}_k = \frac{2 I_k + s}{P_k + G_k + s}, \qquad
+    J_k = \frac{I_k + s}{P_k + G_k - I_k + s}, \qquad L = 1 - \frac{1}{K}\sum_k (\cdot)_k .$$
+
+    By the quotient rule, for every pixel,
+
+    $$\frac{\partial\,\mathrm{Dice}_k}{\partial p_{ik}} = \frac{2 g_{ik} - \mathrm{Dice}_k}{P_k + G_k + s},
+    \qquad
+    \frac{\partial J_k}{\partial p_{ik}} = \frac{g_{ik}(1 + J_k) - J_k}{U_k + s}, \quad U_k = P_k + G_k - I_k,$$
+
+    and the softmax's backward takes it from $p$ to $z$. Note the denominators: a class's gradient is
+    divided by its own size. The loop version of the soft Dice and Jaccard on a 2 x 2 image:
+    """),
+    code("""
+    zk = np.array([[[[2.0, 0.5], [0.1, -1.0]],
+                    [[1.0, 1.5], [0.3, 2.0]],
+                    [[0.0, -0.5], [2.5, 0.0]]]])             # (1, K=3, 2, 2)
+    yk = np.array([[[0, 1], [2, 1]]])
+    smooth = 1.0
+
+    p = np.exp(zk) / np.exp(zk).sum(axis=1, keepdims=True)
+    dice_k, jaccard_k = [], []
+    for k in range(3):
+        inter = p_sum = g_sum = 0.0
+        for h in range(2):
+            for w in range(2):
+                g = float(yk[0, h, w] == k)
+                inter += p[0, k, h, w] * g
+                p_sum += p[0, k, h, w]
+                g_sum += g
+        dice_k.append((2 * inter + smooth) / (p_sum + g_sum + smooth))
+        jaccard_k.append((inter + smooth) / (p_sum + g_sum - inter + smooth))
+
+    dice_lib, _ = F.dice_loss_forward(zk, yk, smooth=smooth)
+    jaccard_lib, _ = F.jaccard_loss_forward(zk, yk, smooth=smooth)
+    print(f"Dice loss:    loop {1 - np.mean(dice_k):.6f}   library {float(dice_lib):.6f}")
+    print(f"Jaccard loss: loop {1 - np.mean(jaccard_k):.6f}   library {float(jaccard_lib):.6f}")
+    assert np.isclose(1 - np.mean(dice_k), dice_lib) and np.isclose(1 - np.mean(jaccard_k), jaccard_lib)
+    """),
+    md(r"""
+    The gradients are checked numerically (central differences along every entry of the logits,
+    float64, a random upstream gradient; a correct backward gives about $10^{-9}$):
+    """),
+    code("""
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((2, 3, 5, 4))
+    labels = rng.integers(0, 3, (2, 5, 4))
+    checks = [("binary cross-entropy", F.bce_with_logits_forward, F.bce_with_logits_backward,
+               {"logits": logits[:, :1].copy(), "targets": (labels[:, None] == 1).astype(np.float64)}),
+              ("categorical cross-entropy", F.softmax_cross_entropy_forward, F.softmax_cross_entropy_backward,
+               {"logits": logits, "labels": labels}),
+              ("Dice", F.dice_loss_forward, F.dice_loss_backward, {"logits": logits, "labels": labels}),
+              ("Jaccard", F.jaccard_loss_forward, F.jaccard_loss_backward, {"logits": logits, "labels": labels})]
+    for name, forward, backward, inputs in checks:
+        report = gradcheck(forward, backward, inputs, wrt=["logits"])
+        print(f"{name:<26} max relative error {report.max_rel_error:.1e}  {'pass' if report.passed else 'FAIL'}")
+        assert report.passed
+    """),
+    md(r"""
+    ## 6.3 Class imbalance: who gets the gradient?
+
+    In `Shapes` most pixels are background and triangles are the rarest class. Cross-entropy gives
+    every *pixel* the same weight, so the total push towards a class is proportional to its area.
+    Two remedies:
+
+    * **class weights**: $L = \sum_i w_{y_i}(-\log p_{i, y_i}) / \sum_i w_{y_i}$ with, e.g.,
+      $w_k \propto 1 / f_k$ ($f_k$ = the class's pixel frequency);
+    * **Dice / Jaccard**: every class's score is a ratio, so each class counts $1/K$ however small it is.
+
+    The total gradient magnitude that each class's pixels receive, for the same mediocre prediction
+    (the truth plus noise):
+    """),
+    code("""
+    shapes = Shapes(256, image_size=32, seed=0)
+    freq = shapes.class_frequencies()
+    weights = (1 / freq) / (1 / freq).mean()
+    names = shapes.class_names
+    print("pixel frequencies", np.round(freq, 3), "  class weights", np.round(weights, 2))
+
+    masks = shapes.masks[:32]
+    noisy = 1.5 * np.eye(4)[masks].transpose(0, 3, 1, 2) + rng.standard_normal((32, 4, 32, 32))
+    losses = {"cross-entropy": (F.softmax_cross_entropy_forward, F.softmax_cross_entropy_backward, {}),
+              "weighted CE": (F.softmax_cross_entropy_forward, F.softmax_cross_entropy_backward,
+                              {"weight": weights}),
+              "Dice": (F.dice_loss_forward, F.dice_loss_backward, {})}
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.2))
+    axes[0].bar(names, freq, color=colorize(np.arange(4)) / 255, edgecolor="grey")
+    axes[0].set_title("pixel frequency of each class")
+    for j, (name, (forward, backward, kw)) in enumerate(losses.items()):
+        _, cache = forward(noisy, masks, **kw)
+        dz = np.abs(backward(1.0, cache)).sum(axis=1)        # (N, H, W): gradient size per pixel
+        mass = np.array([dz[masks == k].sum() for k in range(4)])
+        axes[1].bar(np.arange(4) + 0.27 * (j - 1), mass / mass.sum(), width=0.27, label=name)
+    axes[1].set_xticks(range(4), names); axes[1].legend(); axes[1].set_title("share of the gradient")
+    plt.show()
+    """),
+    md(r"""
+    Does it change what a network learns? Three small U-Nets (depth 2), the same 256 images, the same
+    150 steps, differing only in the loss. Besides IoU we look at each class's **recall** (the fraction
+    of its pixels found) and at how much of the image the network *predicts* as that class.
+    """),
+    code("""
+    val = Shapes(64, image_size=32, seed=1_000_000)
+
+    def fit(model, data, steps, loss_fns, batch_size=8, lr=3e-3, seed=0, crop_size=None, transform=None):
+        \"\"\"The training loop, from the library's pieces (as in notebook 4); returns the step losses.\"\"\"
+        optimizer = Adam(model.parameters(), lr=lr)
+        schedule = CosineSchedule(optimizer, steps, min_lr=lr / 100, warmup_steps=5)
+        history, epoch = [], 0
+        while len(history) < steps:
+            for images, masks in batches(data, batch_size, seed=seed, epoch=epoch, crop_size=crop_size,
+                                         transform=transform):
+                history.append(float(train_step(model, optimizer, schedule, loss_fns, images, masks)))
+                if len(history) == steps:
+                    break
+            epoch += 1
+        return history
+
+    def weighted_ce(logits, labels):
+        return F.softmax_cross_entropy_forward(logits, labels, weight=weights.astype(logits.dtype))
+
+    loss_choices = {"cross-entropy": make_loss("ce"),
+                    "weighted CE": (weighted_ce, F.softmax_cross_entropy_backward),
+                    "Dice": make_loss("dice")}
+    print(f"{'':14} {'mIoU':>5} {'pixel acc':>9} | IoU {' '.join(f'{n[:6]:>6}' for n in names)} | "
+          f"triangle: recall, predicted / true area")
+    for name, loss_fns in loss_choices.items():
+        model = build_model("unet", in_channels=1, num_classes=4, base_channels=8, depth=2, seed=0)
+        fit(model, shapes, 150, loss_fns)
+        cm = ConfusionMatrix(4)
+        cm.update(predict(model, val.images), val.masks)
+        M = cm.to_numpy()
+        recall = np.diag(M) / M.sum(axis=1)
+        predicted, true = M.sum(axis=0) / M.sum(), M.sum(axis=1) / M.sum()
+        print(f"{name:14} {cm.miou():5.3f} {cm.pixel_accuracy():9.3f} |     "
+              f"{' '.join(f'{v:6.2f}' for v in cm.iou())} | {recall[3]:.2f}, {predicted[3]:.3f} / {true[3]:.3f}")
+    """),
+    md(r"""
+    With plain cross-entropy the network hardly ever says "triangle": it predicts a small fraction of
+    the triangles' true area and finds few of them, while pixel accuracy looks fine. Class weights make
+    it predict the rare class more often (higher recall, lower pixel accuracy: the price is paid in
+    the frequent classes). Dice, which scores each class as a ratio, gives the rarest class the best IoU
+    here. Exact numbers move with the seed at this tiny budget; the direction is what to look at.
+
+    ## 6.4 Augmentation
+
+    "Можно делать аугментацию": flips and quarter turns change the image and its mask *in the same way*
+    and create no new pixel values, so the mask stays exact. Together they are the 8 symmetries of a
+    square (`default_augmentation` draws one at random per sample):
+    """),
+    code("""
+    image, mask = shapes[5]
+    fig, axes = plt.subplots(2, 8, figsize=(15, 4))
+    for k in range(8):
+        im, ma = rot90(image, mask, k % 4)
+        if k >= 4:
+            im, ma = hflip(im, ma)
+        assert set(np.unique(ma)) == set(np.unique(mask))   # a mask never gets new labels
+        axes[0, k].imshow(to_display(im), cmap="gray")
+        axes[1, k].imshow(colorize(ma))
+        axes[0, k].set_title(f"rot {90 * (k % 4)}°" + (" + flip" if k >= 4 else ""), fontsize=9)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    plt.show()
+    """),
+    md(r"""
+    ## 6.5 Training on crops, predicting whole images: the nuclei image
+
+    "Не всегда размер картинки умещается в память: обучаемся на кропах картинки". The library's nuclei
+    data is one real 512 x 512 fluorescence image (2018 Data Science Bowl): three 256 x 256 quadrants
+    for training, the fourth for testing. A convolution's im2col matrix grows with the image; for the
+    first 3 x 3 layer of our U-Net (8 channels) in float32:
+    """),
+    code("""
+    nuclei_train, nuclei_test = Nuclei("train"), Nuclei("test")
+    for side in (512, 256, 48):
+        print(f"{side:>3} x {side:<3} image: im2col of one 8-channel 3 x 3 conv = {8 * 9 * side * side * 4 / 2**20:7.2f} MiB")
+    print("nucleus pixels in the training quadrants:", np.round(nuclei_train.class_frequencies()[1], 3))
+    """),
+    md(r"""
+    So we train on random 48 x 48 crops (with random flips and turns) and, because the network is
+    fully convolutional, predict the whole 256 x 256 test quadrant in one pass. The baseline to beat is
+    **Otsu's threshold**: one global intensity threshold chosen per image, no learning at all.
+    """),
+    code("""
+    repeated = (np.repeat(nuclei_train.images, 16, axis=0), np.repeat(nuclei_train.masks, 16, axis=0))
+    unet = build_model("unet", in_channels=1, num_classes=2, base_channels=8, depth=3, seed=0)
+    t0 = time.perf_counter()
+    history = fit(unet, repeated, 120, make_loss("ce"), crop_size=48, transform=default_augmentation())
+    print(f"trained on 120 batches of 8 crops of 48 x 48 in {time.perf_counter() - t0:.1f} s")
+
+    test_image, test_mask = nuclei_test.images[0], nuclei_test.masks[0]
+    pred = predict(unet, nuclei_test.images)[0]             # the whole 256 x 256 quadrant
+    otsu = test_image[0] > otsu_threshold(test_image[0])
+    dice_unet, dice_otsu = dice_score(pred == 1, test_mask == 1), dice_score(otsu, test_mask == 1)
+    print(f"test Dice: U-Net {dice_unet:.3f}   Otsu {dice_otsu:.3f} (library baseline {otsu_baseline_dice('test'):.3f})")
+    """),
+    code("""
+    fig, axes = plt.subplots(1, 5, figsize=(17, 3.6))
+    axes[0].plot(history); axes[0].set_yscale("log"); axes[0].set_xlabel("step"); axes[0].set_title("training loss")
+    axes[0].grid(alpha=0.3)
+    panels = [(to_display(test_image), "test quadrant (never seen)"), (overlay(test_image, test_mask), "truth"),
+              (overlay(test_image, pred), f"U-Net, Dice {dice_unet:.3f}"),
+              (overlay(test_image, otsu.astype(int)), f"Otsu, Dice {dice_otsu:.3f}")]
+    for ax, (picture, title) in zip(axes[1:], panels):
+        ax.imshow(picture, cmap="gray"); ax.set_title(title); ax.set_axis_off()
+    plt.show()
+    """),
+    md(r"""
+    After a few seconds of CPU training on crops the U-Net is at or above Otsu's Dice on the unseen
+    quadrant (at this budget the margin is small and moves with the seed). Otsu is a strong baseline
+    here because the nuclei are bright on a dark background; it fails where nuclei are dim, which is
+    where learning pays off. Longer training (`python -m minimal_seg train --data nuclei`) widens the gap.
+
+    ## Summary
+
+    | loss | formula | gradient w.r.t. the scores |
+    |---|---|---|
+    | BCE | $-(t\log s + (1-t)\log(1-s))$ | $s - t$ (per pixel, / N) |
+    | categorical CE | $-\log p_{y}$ | $p - g$ (per pixel, / N) |
+    | Dice | $1 - \frac1K\sum_k \frac{2I_k + s}{P_k + G_k + s}$ | $-\frac1K \frac{2g - \mathrm{Dice}_k}{P_k + G_k + s}$ w.r.t. $p$ |
+    | Jaccard | $1 - \frac1K\sum_k \frac{I_k + s}{U_k + s}$ | $-\frac1K \frac{g(1 + J_k) - J_k}{U_k + s}$ w.r.t. $p$ |
+
+    * Cross-entropy weighs pixels, so large classes dominate; class weights or a Dice/Jaccard loss
+      (which weigh classes) help the rare ones, at some cost in pixel accuracy.
+    * Augment with transforms that move pixels without inventing them (flips, turns, crops), applied to
+      image and mask alike.
+    * A fully convolutional network trains on crops and predicts whole images of any size.
+
+    ## Exercises
+
+    1. Derive $\partial \ell / \partial z = s - t$ for BCE, and the Dice gradient from the quotient rule.
+    2. What does `smooth` do to the Dice loss of a class that is absent from both the truth and the
+       prediction? Try `smooth=0` on a batch without triangles.
+    3. Train with `make_loss("ce+dice")` (the sum) and add it to the table of section 6.3.
+    4. Use median-frequency weights $w_k = \mathrm{median}(f) / f_k$. How do they differ from $1/f_k$
+       after normalisation?
+    5. Train the nuclei U-Net on 32 x 32 and on 96 x 96 crops with the same number of pixels per step.
+       Which works better, and why might the crop size matter for a U-Net of depth 3?
+    6. Predict the test quadrant tile by tile (four 128 x 128 tiles) and compare with the one-pass
+       prediction. Where do they differ, and why?
+    """),
+]
+
+
+# =====================================================================================================
+# writing
+# =====================================================================================================
+
+def build_notebook(cells) -> nbformat.NotebookNode:
+    """A v4 notebook without outputs, with stable cell ids (so a rebuild changes nothing)."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata = {
+        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+        "language_info": {"name": "python"},
+    }
+    for k, (kind, source) in enumerate(cells):
+        cell = nbformat.v4.new_markdown_cell(source) if kind == "markdown" else nbformat.v4.new_code_cell(source)
+        cell.id = f"cell-{k:02d}"
+        nb.cells.append(cell)
+    nbformat.validate(nb)
+    return nb
+
+
+def build(names=None) -> dict[str, nbformat.NotebookNode]:
+    """The notebooks by file stem (all, or those whose stem starts with one of ``names``)."""
+    return {name: build_notebook(cells) for name, cells in NOTEBOOKS.items()
+            if not names or any(name.startswith(n) for n in names)}
+
+
+def main(argv=None):
+    for name, nb in build(argv).items():
+        path = HERE / f"{name}.ipynb"
+        nbformat.write(nb, path)
+        print(f"wrote {path.relative_to(HERE.parent)}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
