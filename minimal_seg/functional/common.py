@@ -55,3 +55,15 @@ def check_nchw(x, name: str = "x"):
     """Raise unless ``x`` is a 4-D floating-point (N, C, H, W) array."""
     check_ndim(x, 4, name, "N, C, H, W")
     check_float(x, name)
+
+
+def check_dout(dout, shape):
+    """Raise unless the upstream gradient has the shape of the forward output."""
+    check_array(dout, "dout")
+    if tuple(dout.shape) != tuple(shape):
+        raise ValueError(f"dout must have the forward output's shape {tuple(shape)}, got {tuple(dout.shape)}")
+
+
+def window(start: int, step: int, count: int) -> slice:
+    """Slice that picks ``count`` pixels start, start+step, ... (one kernel offset, all windows)."""
+    return slice(start, start + step * (count - 1) + 1, step)

@@ -57,16 +57,11 @@ import contextlib
 import os
 
 from ..backend import array_module, is_device_array
-from .common import Cache, check_array, check_float, check_nchw, check_ndim, check_same_module
+from .common import Cache, check_array, check_float, check_nchw, check_ndim, check_same_module, window
 from .shapes import conv2d_output_shape, conv_transpose2d_output_shape, nonnegative_pair, positive_pair
 
 
 # ---- im2col and col2im -------------------------------------------------------------
-
-
-def _window(start: int, step: int, count: int) -> slice:
-    """Slice that picks ``count`` pixels start, start+step, ... (one kernel offset, all windows)."""
-    return slice(start, start + step * (count - 1) + 1, step)
 
 
 def _conv_params(kernel_size, stride, padding, dilation):
@@ -120,7 +115,7 @@ def im2col(x, kernel_size, stride=1, padding=0, dilation=1, out_size=None):
     cols = xp.empty((c, kh, kw, n, oh, ow), dtype=x.dtype)
     for i in range(kh):
         for j in range(kw):
-            cols[:, i, j] = xpad[:, :, _window(i * dh, sh, oh), _window(j * dw, sw, ow)]
+            cols[:, i, j] = xpad[:, :, window(i * dh, sh, oh), window(j * dw, sw, ow)]
     return cols.reshape(c * kh * kw, n * oh * ow)
 
 
@@ -142,11 +137,11 @@ def col2im(cols, x_shape, kernel_size, stride=1, padding=0, dilation=1, out_size
     overlap = sh <= dh * (kh - 1) or sw <= dw * (kw - 1)
     for i in range(kh):
         for j in range(kw):
-            window = xpad[:, :, _window(i * dh, sh, oh), _window(j * dw, sw, ow)]
+            pixels = xpad[:, :, window(i * dh, sh, oh), window(j * dw, sw, ow)]
             if overlap:
-                window += cols[:, i, j].transpose(1, 0, 2, 3)
+                pixels += cols[:, i, j].transpose(1, 0, 2, 3)
             else:  # every pixel gets at most one value (e.g. kernel 2, stride 2): writing is adding to 0
-                window[...] = cols[:, i, j].transpose(1, 0, 2, 3)
+                pixels[...] = cols[:, i, j].transpose(1, 0, 2, 3)
     if ph or pw:
         return xp.ascontiguousarray(xpad[:, :, ph:ph + h, pw:pw + w])
     return xpad

@@ -32,20 +32,8 @@ linear in x, and its backward (the transpose) is a gather:
 from __future__ import annotations
 
 from ..backend import array_module
-from .common import Cache, check_array, check_int, check_nchw, check_same_module
+from .common import Cache, check_array, check_int, check_nchw, check_same_module, check_dout, window
 from .shapes import max_unpool2d_output_shape, nonnegative_pair, pool2d_output_shape, positive_pair
-
-
-def _window(start: int, step: int, count: int) -> slice:
-    """Slice that picks ``count`` pixels start, start+step, ... (one kernel offset, all windows)."""
-    return slice(start, start + step * (count - 1) + 1, step)
-
-
-def _check_dout(dout, shape):
-    """Raise unless the upstream gradient has the shape of the forward output."""
-    check_array(dout, "dout")
-    if tuple(dout.shape) != tuple(shape):
-        raise ValueError(f"dout must have the forward output's shape {tuple(shape)}, got {tuple(dout.shape)}")
 
 
 def _pool_params(kernel_size, stride, padding):
@@ -78,7 +66,7 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0):
     xp = array_module(x)
     xpad = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=float("-inf")) if ph or pw else x
     windows = xp.stack(
-        [xpad[:, :, _window(i, sh, oh), _window(j, sw, ow)] for i in range(kh) for j in range(kw)],
+        [xpad[:, :, window(i, sh, oh), window(j, sw, ow)] for i in range(kh) for j in range(kw)],
         axis=2,
     )
     k = xp.argmax(windows, axis=2)  # (N, C, OH, OW): the first maximum wins
@@ -99,7 +87,7 @@ def max_pool2d_backward(dout, cache):
     slices overlap when stride < kernel, so gradients accumulate (+=, never =).
     The padding border is cropped at the end.
     """
-    _check_dout(dout, cache.indices.shape)
+    check_dout(dout, cache.indices.shape)
     (kh, kw), (sh, sw), (ph, pw) = cache.kernel_size, cache.stride, cache.padding
     n, c, h, w = cache.x_shape
     oh, ow = dout.shape[2:]
@@ -109,7 +97,7 @@ def max_pool2d_backward(dout, cache):
     for i in range(kh):
         for j in range(kw):
             won = cache.window_argmax == i * kw + j
-            dxpad[:, :, _window(i, sh, oh), _window(j, sw, ow)] += xp.where(won, dout, 0)
+            dxpad[:, :, window(i, sh, oh), window(j, sw, ow)] += xp.where(won, dout, 0)
     return xp.ascontiguousarray(dxpad[:, :, ph:ph + h, pw:pw + w])
 
 
@@ -157,7 +145,7 @@ def max_unpool2d_backward(dout, cache):
 
     dx[n, c, p, q] = dout[n, c] at the flat position indices[n, c, p, q].
     """
-    _check_dout(dout, cache.out_shape)
+    check_dout(dout, cache.out_shape)
     xp = array_module(dout)
     n, c = cache.out_shape[:2]
     dx = xp.take_along_axis(dout.reshape(n * c, -1), cache.indices, axis=1)

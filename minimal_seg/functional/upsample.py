@@ -32,15 +32,8 @@ from __future__ import annotations
 import numbers
 
 from ..backend import array_module, get_xp
-from .common import Cache, check_array, check_nchw
+from .common import Cache, check_array, check_nchw, check_dout
 from .shapes import positive_pair, upsample_output_size
-
-
-def _check_dout(dout, shape):
-    """Raise unless the upstream gradient has the shape of the forward output."""
-    check_array(dout, "dout")
-    if tuple(dout.shape) != tuple(shape):
-        raise ValueError(f"dout must have the forward output's shape {tuple(shape)}, got {tuple(dout.shape)}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -68,7 +61,7 @@ def unpool_nearest_backward(dout, cache):
     """Gradient of nearest unpooling: each dx pixel sums the dout of its SH x SW block."""
     n, c, h, w = cache.x_shape
     sh, sw = cache.scale
-    _check_dout(dout, (n, c, h * sh, w * sw))
+    check_dout(dout, (n, c, h * sh, w * sw))
     return dout.reshape(n, c, h, sh, w, sw).sum(axis=(3, 5))
 
 
@@ -93,7 +86,7 @@ def unpool_bed_of_nails_backward(dout, cache):
     """Gradient of bed of nails: dx = the top-left pixel of every block of dout."""
     n, c, h, w = cache.x_shape
     sh, sw = cache.scale
-    _check_dout(dout, (n, c, h * sh, w * sw))
+    check_dout(dout, (n, c, h * sh, w * sw))
     xp = array_module(dout)
     return xp.ascontiguousarray(dout[:, :, ::sh, ::sw])
 
@@ -182,7 +175,7 @@ def upsample_bilinear_forward(x, size=None, scale=None):
 def upsample_bilinear_backward(dout, cache):
     """Gradient of bilinear upsampling: dx = A_h.T @ dout @ A_w, dout (N, C, OH, OW) -> dx (N, C, H, W)."""
     n, c = cache.x_shape[:2]
-    _check_dout(dout, (n, c, cache.A_h.shape[0], cache.A_w.shape[0]))
+    check_dout(dout, (n, c, cache.A_h.shape[0], cache.A_w.shape[0]))
     dout = dout.astype(cache.A_h.dtype, copy=False)
     return cache.A_h.T @ dout @ cache.A_w
 
