@@ -47,7 +47,7 @@ class TrainConfig:
 
     model: str = "unet"
     data: str = "shapes"
-    epochs: int = 6
+    epochs: int = 5
     batch_size: int = 16
     lr: float = 3e-3
     optimizer: str = "adam"
@@ -58,7 +58,7 @@ class TrainConfig:
     out: str = "runs/unet-shapes"
     base_channels: int = 16
     model_options: dict = field(default_factory=dict)
-    num_train: int = 480
+    num_train: int = 2000
     num_val: int = 64
     image_size: int = 64
     crop_size: int | None = None
