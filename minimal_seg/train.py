@@ -132,24 +132,20 @@ def train_step(model, optimizer, schedule, loss_fns, images, masks):
 
 def predict(model, images, batch_size=16):
     """Class map (N, H, W) of whole host images (N, C, H, W): eval mode, batch by batch, on the backend."""
-    was_training = model.training
-    model.eval()
     labels = []
-    for start in range(0, len(images), batch_size):
-        labels.append(model(asarray(numpy.ascontiguousarray(images[start:start + batch_size],
-                                                            dtype=numpy.float32))).argmax(axis=1))
-    model.train(was_training)
+    with model.eval_mode():
+        for start in range(0, len(images), batch_size):
+            batch = numpy.ascontiguousarray(images[start:start + batch_size], dtype=numpy.float32)
+            labels.append(model(asarray(batch)).argmax(axis=1))
     return array_module(labels[0]).concatenate(labels, axis=0)
 
 
 def evaluate(model, dataset, batch_size=16, ignore_index=None) -> dict:
     """Metrics of the model on whole images: pixel accuracy, mIoU, mean Dice, per-class IoU/Dice."""
     matrix = ConfusionMatrix(dataset.num_classes, ignore_index=ignore_index)
-    was_training = model.training
-    model.eval()
-    for images, masks in batches(dataset, batch_size, shuffle=False):
-        matrix.update(model(images), masks)
-    model.train(was_training)
+    with model.eval_mode():
+        for images, masks in batches(dataset, batch_size, shuffle=False):
+            matrix.update(model(images), masks)
     return matrix.summary()
 
 
@@ -209,7 +205,6 @@ def train(config: TrainConfig, resume=False, progress=True, log=print, stop_afte
     last = config.epochs if stop_after is None else min(stop_after, config.epochs)
     for epoch in range(start, last):
         t0 = time.perf_counter()
-        total, count = 0.0, 0
         bar = _progress(steps_per_epoch, f"epoch {epoch + 1}/{config.epochs}", progress)
         losses = []
         for step, (images, masks) in enumerate(batches(train_arrays, config.batch_size, seed=config.seed,

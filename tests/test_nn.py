@@ -156,6 +156,17 @@ def test_train_eval_propagates():
     assert all(layer.training for _, layer in net.modules())
 
 
+def test_eval_mode_restores_the_previous_mode():
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
+    with net.eval_mode():
+        assert not any(layer.training for _, layer in net.modules())
+    assert all(layer.training for _, layer in net.modules())
+    net.eval()
+    with pytest.raises(RuntimeError), net.eval_mode():
+        raise RuntimeError("inside")
+    assert not any(layer.training for _, layer in net.modules())
+
+
 def test_parameters_pairs_share_arrays():
     net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.BatchNorm2d(2))
     pairs = net.parameters()

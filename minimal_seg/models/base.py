@@ -28,10 +28,7 @@ class Model(Layer):
         """
         rows = []
         leaves = [(name, layer) for name, layer in self.modules() if not layer.children()]
-        originals = {}
         for name, layer in leaves:
-            originals[name] = layer.forward
-
             def recording(*args, _name=name, _layer=layer, _forward=layer.forward, **kwargs):
                 out = _forward(*args, **kwargs)
                 rows.append((_name, type(_layer).__name__, tuple(out.shape),
@@ -39,14 +36,12 @@ class Model(Layer):
                 return out
 
             layer.forward = recording
-        was_training = self.training
         try:
-            self.eval()
-            self.forward(get_xp().zeros(input_shape, dtype=get_xp().float32))
+            with self.eval_mode():
+                self.forward(get_xp().zeros(input_shape, dtype=get_xp().float32))
         finally:
             for name, layer in leaves:
                 del layer.forward  # back to the class's method
-            self.train(was_training)
         width = max(len(r[0]) for r in rows) + 2
         print_fn(f"{type(self).__name__} {self.config}")
         print_fn(f"{'layer':<{width}}{'type':<18}{'output shape':<22}{'params':>10}")

@@ -16,6 +16,8 @@ A composite layer (``Sequential``, a model) lists its sub-layers in
 """
 from __future__ import annotations
 
+import contextlib
+
 from ..backend import asarray, to_numpy
 
 
@@ -87,6 +89,16 @@ class Layer:
 
     def eval(self):
         return self.train(False)
+
+    @contextlib.contextmanager
+    def eval_mode(self):
+        """``with model.eval_mode(): ...`` runs a block in eval mode and restores the previous mode."""
+        was_training = self.training
+        self.eval()
+        try:
+            yield self
+        finally:
+            self.train(was_training)
 
     def zero_grad(self):
         for _, layer in self.modules():
