@@ -4,6 +4,7 @@
     evaluate    metrics of a checkpoint on a dataset split
     predict     colour mask of an image file from a checkpoint
     gradcheck   float64 gradient check of every op, as a table
+    compare     train every architecture with the same data and budget; one table
     bench       time the conv ops against PyTorch and the bare GEMMs (JSON + PNG)
     check       autograde an assignment: python -m minimal_seg check a1 --impl my_a1.py
     make-student OUT_DIR   write the student version of the assignments
@@ -71,6 +72,26 @@ def cmd_train(args) -> int:
     last = result["history"][-1]
     print(f"done: val mIoU {last['val_miou']:.4f}; wrote checkpoint.npz, metrics.csv, metrics.json, "
           f"learning_curves.png, predictions.png to {out}/")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    """Train each model with the same TrainConfig (the `train` defaults, overridden) and print the table."""
+    import dataclasses
+
+    from .compare import compare, format_table
+    from .train import TrainConfig
+
+    overrides = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "seed", "base_channels", "num_train",
+                                                "num_val", "image_size") if getattr(args, k) is not None}
+    config = dataclasses.replace(TrainConfig(backend=args.backend or _current_backend()), **overrides)
+    try:
+        result = compare(args.models, config, out=args.out, progress=not args.no_progress)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(format_table(result["rows"]))
+    print(f"wrote compare.json and compare.md to {args.out}/")
     return 0
 
 
@@ -248,6 +269,18 @@ def _add_training_commands(sub):
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_backend(p)
     p.set_defaults(func=cmd_train)
+
+    from .compare import COMPARED
+
+    p = sub.add_parser("compare", help="train every architecture with the same data and budget; one table")
+    p.add_argument("--models", nargs="+", choices=sorted(MODELS), default=list(COMPARED))
+    for name in ("epochs", "batch-size", "seed", "base-channels", "num-train", "num-val", "image-size"):
+        p.add_argument(f"--{name}", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--out", default="runs/compare", help="output folder (default runs/compare)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_backend(p)
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("evaluate", help="metrics of a checkpoint on held-out data")
     p.add_argument("checkpoint")

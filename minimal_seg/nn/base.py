@@ -41,6 +41,11 @@ class Layer:
     def __call__(self, *args, **kwargs):
         return self.forward(*args, **kwargs)
 
+    def _check_forward_done(self):
+        """backward needs the cache that forward keeps; a clear error instead of a TypeError on None."""
+        if self.cache is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+
     def _accumulate(self, name: str, grad):
         """Add ``grad`` into ``self.grads[name]`` (skipped for a missing bias)."""
         if grad is not None:

@@ -17,10 +17,9 @@ from __future__ import annotations
 from .. import functional as F
 from ..functional.shapes import positive_pair
 from .base import Layer
-from .layers import _Wrapper
 
 
-class AdaptiveAvgPool2d(_Wrapper):
+class AdaptiveAvgPool2d(Layer):
     """Adaptive average pooling to ``output_size`` bins (int or (OH, OW)), PyTorch's bin rule."""
 
     def __init__(self, output_size):
@@ -77,8 +76,7 @@ class Parallel(Layer):
         return d_branch if dx is None else dx + d_branch
 
     def backward(self, dout):
-        if self.cache is None:
-            raise RuntimeError("Parallel.backward called before forward")
+        self._check_forward_done()
         dx = None
         for branch, d in zip(self.branches.values(), F.concat_backward(dout, self.cache)):
             dx = self._branch_sum(dx, branch.backward(d))

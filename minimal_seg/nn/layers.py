@@ -14,15 +14,7 @@ from .base import Layer
 from .init import kaiming_normal
 
 
-class _Wrapper(Layer):
-    """A layer whose forward is ``op_forward(x, **options)`` and whose backward returns dx."""
-
-    def _check_forward_done(self):
-        if self.cache is None:
-            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
-
-
-class Conv2d(_Wrapper):
+class Conv2d(Layer):
     """2-D convolution. Kaiming-normal weights (fan_in = C_in*KH*KW), zero bias."""
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
@@ -50,7 +42,7 @@ class Conv2d(_Wrapper):
         return f"{c}, {oc}, kernel_size={(kh, kw)}, " + ", ".join(f"{k}={v}" for k, v in self.options.items())
 
 
-class ConvTranspose2d(_Wrapper):
+class ConvTranspose2d(Layer):
     """Transposed convolution (out = C^T x). ``init="bilinear"`` starts as bilinear upsampling.
 
     Kaiming init uses the number of inputs one output pixel sums over,
@@ -96,7 +88,7 @@ class ConvTranspose2d(_Wrapper):
         return f"{c}, {oc}, kernel_size={(kh, kw)}, " + ", ".join(f"{k}={v}" for k, v in self.options.items())
 
 
-class MaxPool2d(_Wrapper):
+class MaxPool2d(Layer):
     """Max pooling; keeps the argmax ``indices`` and ``input_size`` of the last forward for a MaxUnpool2d."""
 
     def __init__(self, kernel_size, stride=None, padding=0):
@@ -122,7 +114,7 @@ class MaxPool2d(_Wrapper):
         return ", ".join(f"{k}={v}" for k, v in self.options.items())
 
 
-class MaxUnpool2d(_Wrapper):
+class MaxUnpool2d(Layer):
     """Max unpooling with saved indices; ``pool=`` ties it to a MaxPool2d (SegNet's decoder)."""
 
     def __init__(self, kernel_size, stride=None, padding=0, pool: MaxPool2d | None = None):
@@ -144,7 +136,7 @@ class MaxUnpool2d(_Wrapper):
         return F.max_unpool2d_backward(dout, self.cache)
 
 
-class UnpoolNearest(_Wrapper):
+class UnpoolNearest(Layer):
     """Nearest-neighbour unpooling: every value copied into a scale x scale block."""
 
     def __init__(self, scale=2):
@@ -160,7 +152,7 @@ class UnpoolNearest(_Wrapper):
         return F.unpool_nearest_backward(dout, self.cache)
 
 
-class UnpoolBedOfNails(_Wrapper):
+class UnpoolBedOfNails(Layer):
     """Bed-of-nails unpooling: the value in the top-left of each block, zeros elsewhere."""
 
     def __init__(self, scale=2):
@@ -176,7 +168,7 @@ class UnpoolBedOfNails(_Wrapper):
         return F.unpool_bed_of_nails_backward(dout, self.cache)
 
 
-class UpsampleBilinear(_Wrapper):
+class UpsampleBilinear(Layer):
     """Bilinear resize (align_corners=False) to ``size`` or by ``scale``."""
 
     def __init__(self, size=None, scale=None):
@@ -193,7 +185,7 @@ class UpsampleBilinear(_Wrapper):
         return F.upsample_bilinear_backward(dout, self.cache)
 
 
-class ReLU(_Wrapper):
+class ReLU(Layer):
     """max(0, x)."""
 
     def forward(self, x):
@@ -205,7 +197,7 @@ class ReLU(_Wrapper):
         return F.relu_backward(dout, self.cache)
 
 
-class Sigmoid(_Wrapper):
+class Sigmoid(Layer):
     """1 / (1 + exp(-x))."""
 
     def forward(self, x):
@@ -217,7 +209,7 @@ class Sigmoid(_Wrapper):
         return F.sigmoid_backward(dout, self.cache)
 
 
-class BatchNorm2d(_Wrapper):
+class BatchNorm2d(Layer):
     """Batch normalisation; gamma = 1, beta = 0; running_mean = 0, running_var = 1 as buffers."""
 
     def __init__(self, num_features, momentum=0.1, eps=1e-5, dtype=numpy.float32):

@@ -9,11 +9,11 @@ from __future__ import annotations
 import numpy
 
 from .. import functional as F
+from .base import Layer
 from .init import kaiming_normal
-from .layers import _Wrapper
 
 
-class Linear(_Wrapper):
+class Linear(Layer):
     """Fully connected layer. Kaiming-normal weights (fan_in = in_features), zero bias."""
 
     def __init__(self, in_features, out_features, bias=True, rng=None, dtype=numpy.float32):
@@ -38,7 +38,7 @@ class Linear(_Wrapper):
         return f"{in_features}, {out_features}, bias={'b' in self.params}"
 
 
-class Flatten(_Wrapper):
+class Flatten(Layer):
     """(N, C, H, W) -> (N, C*H*W), row-major; backward reshapes the gradient back."""
 
     def forward(self, x):
