@@ -1054,7 +1054,7 @@ NOTEBOOKS["04_classifier_to_fcn"] = [
     from minimal_seg.models import build_model
     from minimal_seg.optim import Adam, CosineSchedule
     from minimal_seg.train import evaluate, make_loss, predict, train_step
-    from minimal_seg.viz import colorize, overlay, plot_matrix, to_display
+    from minimal_seg.viz import colorize, plot_matrix, plot_predictions, to_display
     """),
     md(r"""
     ## 4.1 Sliding window -> heatmap -> class mask
@@ -1267,16 +1267,10 @@ NOTEBOOKS["04_classifier_to_fcn"] = [
     ax.set_xlabel("step"); ax.set_ylabel("training loss"); ax.legend(); ax.grid(alpha=0.3)
     plt.show()
 
-    rows = [0, 1, 2]
-    preds = {name: predict(run["model"], shapes_val.images[rows]) for name, run in runs.items()}
-    fig, axes = plt.subplots(len(rows), 4, figsize=(10, 2.6 * len(rows)))
-    for r, i in enumerate(rows):
-        panels = [to_display(shapes_val.images[i]), colorize(shapes_val.masks[i]),
-                  colorize(preds["fcn32s"][r]), colorize(preds["fcn8s"][r])]
-        for ax, picture, title in zip(axes[r], panels, ("input", "truth", "FCN-32s", "FCN-8s")):
-            ax.imshow(picture, cmap="gray"); ax.set_axis_off()
-            if r == 0:
-                ax.set_title(title)
+    shown = slice(0, 3)
+    preds = {title: predict(runs[name]["model"], shapes_val.images[shown])
+             for name, title in (("fcn32s", "FCN-32s"), ("fcn8s", "FCN-8s"))}
+    plot_predictions(shapes_val.images[shown], shapes_val.masks[shown], preds, on_image=False)
     plt.show()
     print("FCN-8s beats FCN-32s on mIoU:", runs["fcn8s"]["metrics"]["miou"] > runs["fcn32s"]["metrics"]["miou"])
     """),
@@ -1371,7 +1365,7 @@ NOTEBOOKS["05_unet_and_skips"] = [
     from minimal_seg.metrics import ConfusionMatrix, iou
     from minimal_seg.models import UNet
     from minimal_seg.train import TrainConfig, predict, train
-    from minimal_seg.viz import colorize, plot_matrix, to_display
+    from minimal_seg.viz import colorize, plot_matrix, plot_predictions
     """),
     md(r"""
     ## 5.1 The architecture
@@ -1473,16 +1467,9 @@ NOTEBOOKS["05_unet_and_skips"] = [
     plt.show()
 
     val_set = runs["with skips"]["val_set"]
-    show = [0, 1, 2, 3]
-    preds = {name: predict(result["model"], val_set.images[show]) for name, result in runs.items()}
-    fig, axes = plt.subplots(len(show), 4, figsize=(9, 2.3 * len(show)))
-    for r, i in enumerate(show):
-        panels = [to_display(val_set.images[i]), colorize(val_set.masks[i]),
-                  colorize(preds["with skips"][r]), colorize(preds["without skips"][r])]
-        for ax, picture, title in zip(axes[r], panels, ("input", "truth", "with skips", "without skips")):
-            ax.imshow(picture, cmap="gray"); ax.set_axis_off()
-            if r == 0:
-                ax.set_title(title)
+    shown = slice(0, 4)
+    preds = {name: predict(result["model"], val_set.images[shown]) for name, result in runs.items()}
+    plot_predictions(val_set.images[shown], val_set.masks[shown], preds, on_image=False)
     plt.show()
     """),
     md(r"""

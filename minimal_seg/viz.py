@@ -38,15 +38,22 @@ def overlay(image, mask, alpha=0.45) -> numpy.ndarray:
     return shown * (1 - weight) + colour * weight
 
 
-def plot_predictions(images, truth, pred, path=None, max_rows=4, class_names=None):
-    """Rows of input / truth overlay / prediction overlay; saved to ``path`` if given. Returns the figure."""
+def plot_predictions(images, truth, pred, path=None, max_rows=4, class_names=None, on_image=True):
+    """Rows of input / truth / prediction(s); saved to ``path`` if given. Returns the figure.
+
+    ``pred`` is one (N, H, W) label array, or a dict {title: (N, H, W) array} to
+    compare several models side by side. ``on_image=False`` shows the colour
+    masks alone instead of overlaid on the input.
+    """
     import matplotlib.pyplot as plt
 
-    rows = min(max_rows, len(images))
-    fig, axes = plt.subplots(rows, 3, figsize=(7.5, 2.5 * rows), squeeze=False)
+    preds = pred if isinstance(pred, dict) else {"prediction": pred}
+    show = (lambda i, m: overlay(images[i], m)) if on_image else (lambda i, m: colorize(m))
+    rows, cols = min(max_rows, len(images)), 2 + len(preds)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.5 * cols, 2.5 * rows), squeeze=False)
     for r in range(rows):
-        for ax, picture, title in zip(axes[r], (to_display(images[r]), overlay(images[r], truth[r]),
-                                                overlay(images[r], pred[r])), ("input", "truth", "prediction")):
+        panels = [to_display(images[r]), show(r, truth[r])] + [show(r, p[r]) for p in preds.values()]
+        for ax, picture, title in zip(axes[r], panels, ["input", "truth", *preds]):
             ax.imshow(picture, cmap="gray")
             ax.set_axis_off()
             if r == 0:
