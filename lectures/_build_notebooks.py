@@ -1902,6 +1902,844 @@ NOTEBOOKS["06_losses_and_practice"] = [
 
 
 # =====================================================================================================
+# 7. Dilated convolution and ASPP
+# =====================================================================================================
+
+NOTEBOOKS["07_dilation_and_aspp"] = [
+    md(r"""
+    # 7. Dilated (atrous) convolution and ASPP
+
+    *Lecture 001 ("Дилатационная свёртка (dilated, atrous)": "Количество параметров: 3 × 3",
+    "Рецептивное поле: 5 × 5"; $d = 1, 2, 3$; "Atrous spatial pyramid pooling": Encoder → ASPP → Decoder).*
+
+    A segmentation network needs a large receptive field (to know *what* a pixel belongs to) and a
+    fine output (to know *where* the boundary is). Pooling buys the first and loses the second.
+    A **dilated** ("atrous", *à trous*: with holes) convolution spreads the same $3 \times 3$ weights
+    over a larger window, so the field grows without pooling and without more weights. **ASPP** runs
+    several dilation rates side by side, which is the head of DeepLab.
+
+    This notebook checks a loop version against the library, shows that a dilated kernel *is* a larger
+    kernel with zeros in it, measures receptive fields with the backward pass (and the holes a bad
+    choice of rates leaves), takes apart the library's ASPP block, checks its gradient, and trains a
+    small DeepLab.
+    """),
+    SETUP,
+    code("""
+    import tempfile
+    import time
+
+    from minimal_seg import functional as F
+    from minimal_seg import nn
+    from minimal_seg.conv_arithmetic import draw_conv
+    from minimal_seg.functional.shapes import conv2d_output_shape, receptive_field
+    from minimal_seg.gradcheck import gradcheck, gradcheck_layer
+    from minimal_seg.models import DeepLab
+    from minimal_seg.models.deeplab import ASPP
+    from minimal_seg.train import TrainConfig, predict, train
+    from minimal_seg.viz import colorize, plot_matrix, to_display
+    """),
+    md(r"""
+    ## 7.1 The loop version and the lecture's example
+
+    With dilation $d$ the kernel taps are $d$ pixels apart (zero padding $P$ around $x$):
+
+    $$\text{out}[p, q] = \sum_{i=0}^{K-1} \sum_{j=0}^{K-1} w[i, j]\; x_{\text{pad}}[p + i\,d,\; q + j\,d].$$
+
+    $d = 1$ is the ordinary convolution. The window spans $d(K-1) + 1$ pixels: for $K = 3$ that is
+    3, 5, 7 for $d = 1, 2, 3$.
+    """),
+    code("""
+    def dilated_conv_loop(x, w, dilation=1, padding=0):
+        H, W = x.shape
+        K = w.shape[0]
+        xpad = np.zeros((H + 2 * padding, W + 2 * padding))
+        xpad[padding:padding + H, padding:padding + W] = x
+        span = dilation * (K - 1) + 1                         # pixels one window covers
+        out = np.zeros((H + 2 * padding - span + 1, W + 2 * padding - span + 1))
+        for p in range(out.shape[0]):
+            for q in range(out.shape[1]):
+                for i in range(K):
+                    for j in range(K):
+                        out[p, q] += w[i, j] * xpad[p + i * dilation, q + j * dilation]
+        return out
+    """),
+    md(r"""
+    **Hand example.** The 3 x 3 kernel of lecture 003 on a 7 x 7 input $x = 0, 1, \dots, 48$ (row by
+    row), $d = 2$, no padding. The window is 5 x 5, so the output is $7 - 5 + 1 = 3$ pixels wide.
+    The top-left output reads rows 0, 2, 4 and columns 0, 2, 4, i.e. the values 0, 2, 4, 14, 16, 18,
+    28, 30, 32:
+    $1\cdot0 + 4\cdot2 + 1\cdot4 + 1\cdot14 + 4\cdot16 + 3\cdot18 + 3\cdot28 + 3\cdot30 + 1\cdot32 = 350$.
+    """),
+    code("""
+    kernel = np.array([[1, 4, 1],
+                       [1, 4, 3],
+                       [3, 3, 1]], dtype=np.float64)
+    x = np.arange(49, dtype=np.float64).reshape(7, 7)
+    out_loop = dilated_conv_loop(x, kernel, dilation=2)
+    out_lib, _ = F.conv2d_forward(x[None, None], kernel[None, None], dilation=2)
+    print(out_loop)
+    assert out_loop[0, 0] == 350
+    assert np.allclose(out_lib[0, 0], out_loop)
+    """),
+    md(r"""
+    ### "Количество параметров: 3 × 3, рецептивное поле: 5 × 5"
+
+    The dilated 3 x 3 kernel is the same operation as a **dense 5 x 5 kernel with zeros inserted**
+    between its weights: put $w[i, j]$ at $(2i, 2j)$ and zeros elsewhere. Nine numbers are learned,
+    25 pixels are covered. The same holds for every $d$ (a $(2d+1) \times (2d+1)$ kernel with $d - 1$
+    zeros between the taps), for many channels, with padding and with stride:
+    """),
+    code("""
+    def with_zeros(w, d):
+        \"\"\"(OC, C, K, K) -> (OC, C, d(K-1)+1, d(K-1)+1): the taps d pixels apart, zeros between.\"\"\"
+        oc, c, k, _ = w.shape
+        big = np.zeros((oc, c, d * (k - 1) + 1, d * (k - 1) + 1))
+        big[:, :, ::d, ::d] = w
+        return big
+
+    print(with_zeros(kernel[None, None], 2)[0, 0])
+    rng = np.random.default_rng(0)
+    xs = rng.standard_normal((2, 3, 11, 12))
+    ws = rng.standard_normal((4, 3, 3, 3))
+    for d in (1, 2, 3):
+        for stride in (1, 2):
+            dilated, _ = F.conv2d_forward(xs, ws, stride=stride, padding=d, dilation=d)
+            dense, _ = F.conv2d_forward(xs, with_zeros(ws, d), stride=stride, padding=d)
+            assert np.allclose(dilated, dense)
+        print(f"d = {d}: {ws[0, 0].size} weights per channel pair, a {2 * d + 1} x {2 * d + 1} window "
+              f"({(2 * d + 1) ** 2} pixels); dilated == dense-with-zeros for stride 1 and 2")
+    """),
+    md(r"""
+    The matrix view of notebook 2 says the same: the convolution matrices of the two kernels are
+    identical, entry by entry. Each row holds 9 nonzeros spread over a 5 x 5 window of the 7 x 7 input.
+    """),
+    code("""
+    C_dilated = F.conv_matrix(kernel[None, None], (7, 7), dilation=2)
+    C_dense = F.conv_matrix(with_zeros(kernel[None, None], 2), (7, 7))
+    assert C_dilated.shape == (9, 49) and (C_dilated == C_dense).all()
+    assert ((C_dilated != 0).sum(axis=1) == 9).all()
+    fig = plt.figure(figsize=(13, 3.6))
+    plot_matrix(with_zeros(kernel[None, None], 2)[0, 0], ax=fig.add_axes([0.0, 0.1, 0.2, 0.8]), fmt="{:.0f}",
+                title="d = 2 as a 5 x 5 kernel")
+    plot_matrix(C_dilated[0].reshape(7, 7), ax=fig.add_axes([0.22, 0.1, 0.22, 0.8]), fmt="{:.0f}",
+                title="row 0 of C as a 7 x 7 image")
+    plot_matrix(C_dilated, ax=fig.add_axes([0.47, 0.25, 0.53, 0.5]), fmt="{:.0f}", fontsize=5,
+                title="C (9 x 49) of the dilated convolution")
+    plt.show()
+    """),
+    md(r"""
+    The backward pass of a dilated convolution is again a dilated convolution (the transposed one, with
+    the same $d$); the library's hand-written backward passes the float64 gradient check:
+    """),
+    code("""
+    report = gradcheck(F.conv2d_forward, F.conv2d_backward,
+                       {"x": rng.standard_normal((2, 2, 9, 8)), "w": rng.standard_normal((3, 2, 3, 3)),
+                        "b": rng.standard_normal(3)}, kwargs={"padding": 2, "dilation": 2})
+    print(report)
+    assert report.passed
+    """),
+    md(r"""
+    ## 7.2 Pictures: $d = 1, 2, 3$
+
+    The lecture's three pictures, drawn by `minimal_seg.conv_arithmetic` from the library's own
+    output-size formula. Here with padding $P = d$, as in ASPP: the output keeps the input's size for
+    every $d$, and the window of the output pixel at (1, 1) reaches into the zero padding as $d$ grows.
+    """),
+    code("""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    for ax, d in zip(axes, (1, 2, 3)):
+        drawing = draw_conv(7, 3, padding=d, dilation=d, step=(1, 1), ax=ax)
+        rows = [r for r, c in drawing.window]
+        assert drawing.output_shape == (7, 7)                 # P = d keeps the size
+        assert len(drawing.window) == 9 and max(rows) - min(rows) + 1 == 2 * d + 1
+        ax.set_title(f"d = {d}: 9 weights, {2 * d + 1} x {2 * d + 1} field", fontsize=10)
+    plt.tight_layout(); plt.show()
+    """),
+    md(r"""
+    "Same" padding for a 3 x 3 kernel with dilation $d$ is $P = d$, whatever the input size, even when
+    the window is larger than the input (then most taps only ever see zeros; see 7.5):
+    """),
+    code("""
+    for size in (4, 7, 16, 33):
+        for d in range(1, 9):
+            assert conv2d_output_shape((size, size), 3, padding=d, dilation=d) == (size, size)
+    print("3 x 3, padding d, dilation d keeps 4, 7, 16 and 33 pixels for d = 1..8")
+    """),
+    md(r"""
+    ## 7.3 Receptive fields: the formula and the backward pass
+
+    A stack of layers with kernels $K_l$, strides $S_l$ and dilations $D_l$ sees
+
+    $$r = 1 + \sum_{l} (K_l - 1)\, D_l \prod_{m < l} S_m$$
+
+    pixels along each axis (one layer: $r = D(K-1) + 1$). Notebook 2 drew this for strided stacks; here
+    we *measure* it on library layers for many dilation patterns. The gradient of **one** output pixel
+    with respect to the input is nonzero exactly on the pixels that output depends on, so one backward
+    pass with `dout` = 1 at that pixel draws its receptive field. All weights are made positive so that
+    no two paths can cancel.
+    """),
+    code("""
+    def support(layer, x, pixel):
+        \"\"\"The input pixels output ``pixel`` (row, col) of image 0 depends on: where its gradient is nonzero.\"\"\"
+        out = layer(x)
+        dout = np.zeros_like(out)
+        dout[0, :, pixel[0], pixel[1]] = 1.0                   # one output pixel, all its channels
+        dx = layer.backward(dout)
+        return np.abs(dx[0]).sum(axis=0) > 0                   # (H, W)
+
+    def extent(mask):
+        rows, cols = np.nonzero(mask)
+        return rows.max() - rows.min() + 1
+
+    def dilated_stack(dilations, seed=0):
+        rng = np.random.default_rng(seed)
+        layers = [nn.Conv2d(1, 1, 3, padding=d, dilation=d, bias=False, rng=rng, dtype=np.float64)
+                  for d in dilations]
+        for layer in layers:
+            layer.params["w"][...] = np.abs(layer.params["w"])     # positive: no cancellation
+        return nn.Sequential(*layers)
+
+    size, centre = 41, (20, 20)
+    probe = np.zeros((1, 1, size, size))
+    fields = {}
+    print(f"{'dilations':<12}{'r (formula)':>12}{'r (backward)':>14}{'pixels seen':>13}{'of r x r':>10}")
+    for dilations in [(1,), (2,), (3,), (1, 1, 1), (2, 2, 2), (1, 2, 3), (1, 2, 4), (1, 2, 5)]:
+        seen = support(dilated_stack(dilations), probe, centre)
+        r = receptive_field([3] * len(dilations), dilations=list(dilations))
+        assert extent(seen) == r
+        fields[dilations] = seen
+        print(f"{str(dilations):<12}{r:>12}{extent(seen):>14}{seen.sum():>13}{r * r:>10}")
+    """),
+    md(r"""
+    The formula and the backward pass agree for every stack. The last two columns tell a second story:
+    a single dilated layer reads only 9 of the $r^2$ pixels in its field (it *has* holes, that is the
+    point), and stacking does not always fill them. **Dilations 2, 2, 2 see 49 of 169 pixels**: every
+    tap of every layer is an even offset, so the sum of three offsets is even too. Dilations 1, 2, 3
+    (or 1, 2, 5) have no common factor, and the offsets fill the whole field.
+
+    ## 7.4 Gridding: neighbouring pixels that never share an input
+
+    The holes have a worse consequence than a sparse field. With 2, 2, 2 an output pixel at an even
+    position reads only even input positions and its right-hand neighbour only odd ones: **two
+    neighbouring outputs share no input pixel at all**, the image is processed as four interleaved
+    sub-images that never meet ("gridding", the checkerboard artefacts of naive dilated stacks).
+    Colour each input pixel by *which* of a 2 x 2 block of neighbouring outputs reads it (blue, orange,
+    green, red for the four; white where two or more read it):
+    """),
+    code("""
+    block = [(20, 20), (20, 21), (21, 20), (21, 21)]
+    fig, axes = plt.subplots(1, 4, figsize=(15, 3.8))
+    for k, dilations in enumerate([(2, 2, 2), (1, 2, 3)]):
+        net = dilated_stack(dilations)
+        masks = [support(net, probe, pixel) for pixel in block]
+        readers = sum(m.astype(int) for m in masks)
+        owner = sum((n + 1) * m for n, m in enumerate(masks))             # 1..4 where one neighbour reads
+        owner[readers > 1] = 10                                            # white: shared
+        axes[2 * k].imshow(fields[dilations][12:30, 12:30], cmap="Blues")
+        axes[2 * k].set_title(f"dilations {dilations}:\\nfield of one output pixel", fontsize=10)
+        axes[2 * k + 1].imshow(colorize(owner[12:30, 12:30]))
+        axes[2 * k + 1].set_title(f"which of 4 neighbouring outputs\\nreads each pixel (white: shared)",
+                                  fontsize=10)
+        print(f"dilations {dilations}: input pixels read by 1, 2, 3, 4 of the four neighbours:",
+              [int((readers == n).sum()) for n in (1, 2, 3, 4)])
+        if dilations == (2, 2, 2):
+            assert readers.max() == 1                          # four disjoint sub-grids
+        else:
+            assert readers.max() == 4
+    for ax in axes:
+        ax.set_axis_off()
+    plt.show()
+    """),
+    md(r"""
+    The cure is the one the numbers suggest: rates without a common factor (the "hybrid dilated
+    convolution" rule, e.g. 1, 2, 3 or 1, 2, 5), or an ordinary convolution somewhere in the stack.
+    ASPP sidesteps the problem differently: its dilated convolutions are **parallel**, not stacked,
+    and every branch reads features that already mix neighbouring pixels.
+
+    ## 7.5 ASPP: atrous spatial pyramid pooling
+
+    The lecture's picture, Encoder → ASPP → Decoder, is `minimal_seg.models.DeepLab` (v3+ style). The
+    ASPP block reads the deepest encoder feature map with five parallel branches and concatenates them:
+
+        f ─┬ 1x1 conv ───────────────────────────────────┐
+           ├ 3x3 conv, dilation 2 ───────────────────────┤
+           ├ 3x3 conv, dilation 4 ───────────────────────┼ cat ─ project (1x1) ─ out
+           ├ 3x3 conv, dilation 6 ───────────────────────┤
+           └ global average pool ─ 1x1 conv ─ broadcast ─┘   (image-level feature)
+
+    Each conv is followed by batch norm and ReLU (the image-level branch: ReLU only). The paper's rates 6, 12, 18 are for feature maps of
+    about 32 x 32 (a 512-pixel image at 1/16); the library scales them down to 2, 4, 6 for the small
+    images of the course. Here is the ASPP of a DeepLab with 8 base channels and depth 3, on the
+    4 x 4 x 64 feature map a 32 x 32 image gives:
+    """),
+    code("""
+    deeplab = DeepLab(in_channels=1, num_classes=4, base_channels=8, depth=3)
+    aspp = deeplab.aspp
+    f = np.random.default_rng(1).standard_normal((2, 64, 4, 4)).astype(np.float32)
+    for name, branch in aspp.branches.branches.items():
+        out = branch(f)
+        assert out.shape[2:] == f.shape[2:]                     # every branch keeps 4 x 4
+        conv = branch[0] if name != "image_pool" else branch.conv[0]
+        options = {k: v for k, v in conv.options.items() if k != "stride"}
+        print(f"{name:<11} {str(f.shape):>15} -> {str(out.shape):<15} {conv.params['w'].shape}  {options}")
+        if name.startswith("rate"):
+            assert conv.options["padding"] == conv.options["dilation"] == int(name[4:])
+    cat = aspp.branches(f)
+    print(f"concatenated: {cat.shape};  after the 1 x 1 projection: {aspp(f).shape}")
+    assert cat.shape == (2, 5 * 32, 4, 4)
+    """),
+    md(r"""
+    Every branch keeps the spatial size (padding = dilation), so they can be concatenated along the
+    channels: $5 \times 32 = 160$ channels, projected back to 32 by a 1 x 1 convolution.
+
+    **What each branch sees**, measured with the backward pass on the real block (its real, random
+    weights; eval mode, so batch norm uses fixed statistics and does not couple the pixels of a batch).
+    On a 17 x 17 feature map the rates give fields of 1, 5, 9, 13 pixels and the image-level branch sees
+    everything. On the 4 x 4 map of a 32 x 32 image, rates 4 and 6 see only the pixel itself: all their
+    off-centre taps fall into the zero padding, and the 3 x 3 filter degenerates into a 1 x 1 one
+    (the reason DeepLab v3 added the image-level branch).
+    """),
+    code("""
+    aspp.eval()
+    big = np.random.default_rng(2).standard_normal((1, 64, 17, 17)).astype(np.float32)
+    small = f[:1]
+    print(f"{'branch':<11}{'17 x 17 map: field':>20}{'4 x 4 map: field':>18}{'taps inside (4 x 4)':>22}")
+    for name, branch in aspp.branches.branches.items():
+        seen_big, seen_small = support(branch, big, (8, 8)), support(branch, small, (1, 1))
+        if name.startswith("rate"):
+            d = int(name[4:])
+            assert extent(seen_big) == receptive_field([3], dilations=[d]) == 2 * d + 1
+            offsets = np.arange(4)[:, None] + d * np.array([-1, 0, 1])    # the rows the taps of each output row read
+            inside = f"{((offsets >= 0) & (offsets < 4)).sum(axis=1).mean() ** 2:.2f} of 9"
+        else:
+            inside = "1 of 1" if name == "conv1x1" else "all 16 pixels"
+        if name == "image_pool":
+            assert seen_big.all() and seen_small.all()
+        print(f"{name:<11}{extent(seen_big):>14} x {extent(seen_big):<3}{extent(seen_small):>12} x "
+              f"{extent(seen_small):<3}{inside:>20}")
+    assert extent(support(aspp.branches.branches["rate6"], small, (1, 1))) == 1
+    aspp.train()
+    """),
+    md(r"""
+    ("taps inside" is the average number of the 9 taps that land on the map rather than the padding.)
+    So the rates have to match the size of the feature map they read: a rate-6 branch uses all 9 taps
+    somewhere only on maps of 13 x 13 and more, i.e. images of about 100 pixels and up at depth 3
+    (the map is 1/8 of the image).
+
+    **Parameters.** A dilated 3 x 3 branch covers a $(2d+1) \times (2d+1)$ window with 9 weights per
+    channel pair; a dense kernel of the same field needs $(2d+1)^2$:
+    """),
+    code("""
+    print(f"{'branch':<8}{'field':>8}{'dilated 3x3':>14}{'dense kernel':>15}{'ratio':>8}")
+    for d in (2, 4, 6):
+        dilated = aspp.branches.branches[f"rate{d}"][0].num_parameters()
+        dense = nn.Conv2d(64, 32, 2 * d + 1, bias=False).num_parameters()
+        assert dilated == 9 * 64 * 32 and dense == (2 * d + 1) ** 2 * 64 * 32
+        print(f"rate{d:<4}{2 * d + 1:>5} x {2 * d + 1:<3}{dilated:>11,}{dense:>15,}{dense / dilated:>8.1f}")
+    print(f"the whole ASPP block: {aspp.num_parameters():,} parameters")
+    """),
+    md(r"""
+    **The gradient.** The input feature map feeds five branches, so its gradient is the **sum** of the
+    five branch gradients (`nn.Parallel`, notebook 5's lesson). A small ASPP in float64, checked entry
+    by entry against central differences (input and every parameter):
+    """),
+    code("""
+    tiny = ASPP(3, 2, rates=(2, 3), rng=np.random.default_rng(0)).astype(np.float64)
+    x_tiny = np.random.default_rng(1).standard_normal((2, 3, 7, 7)) + 1.0   # mean 1: the image-level ReLU is active
+    report = gradcheck_layer(tiny, x_tiny)
+    print(report)
+    assert report.passed
+    assert np.abs(report["branches.image_pool.conv.0.w"].analytic).max() > 0   # so that branch was really checked
+    """),
+    md(r"""
+    ## 7.6 DeepLab: encoder → ASPP → decoder
+
+    The rest of the model is the lecture's diagram. The encoder (VGG-like, three 2 x 2 pools) gives the
+    1/8 map for ASPP; the decoder upsamples ASPP's output bilinearly to the 1/4 map, concatenates a
+    1 x 1-reduced copy of the encoder's 1/4 features (the "low-level" skip), fuses them with a 3 x 3
+    convolution and upsamples the logits 4x to the input:
+    """),
+    code("""
+    rows = deeplab.summary((1, 1, 32, 32), print_fn=lambda line: None)
+    blocks = {}
+    for name, kind, shape, params in rows:
+        block = ".".join(name.split(".")[:2]) if name.startswith("encoder") else name.split(".")[0]
+        blocks.setdefault(block, [shape, 0])
+        blocks[block][0] = shape
+        blocks[block][1] += params
+    for block, (shape, params) in blocks.items():
+        if not block.startswith("encoder.pool"):
+            print(f"{block:<16} output {str(shape):<18} parameters {params:>7,}")
+    print(f"total {deeplab.num_parameters():,}")
+    """),
+    md(r"""
+    Train it on `Shapes` (192 images of 32 x 32, 4 epochs of 24 steps, batch 8, Adam) through the
+    library's `train`, as notebook 5 trained U-Net. The checkpoints go to a temporary folder.
+    """),
+    code("""
+    config = dict(model="deeplab", image_size=32, num_train=192, num_val=48, epochs=4, batch_size=8,
+                  base_channels=8, lr=3e-3, seed=0)
+    with tempfile.TemporaryDirectory() as out:
+        t0 = time.perf_counter()
+        result = train(TrainConfig(**config, out=out), progress=False, log=lambda line: None)
+        seconds = time.perf_counter() - t0
+    last = result["history"][-1]
+    print(f"DeepLab, {seconds:.1f} s: val mIoU per epoch {[round(row['val_miou'], 3) for row in result['history']]},"
+          f" IoU per class {[round(last[f'val_iou_{k}'], 2) for k in range(4)]}")
+
+    val_set, model = result["val_set"], result["model"]
+    show = [0, 1, 2, 3, 4, 5]
+    pred = predict(model, val_set.images[show])
+    fig, axes = plt.subplots(3, len(show), figsize=(2 * len(show), 6.2))
+    for c, i in enumerate(show):
+        for r, (picture, title) in enumerate([(to_display(val_set.images[i]), "input"),
+                                              (colorize(val_set.masks[i]), "truth"),
+                                              (colorize(pred[c]), "DeepLab")]):
+            axes[r, c].imshow(picture, cmap="gray"); axes[r, c].set_axis_off()
+            if c == 0:
+                axes[r, c].set_title(title, loc="left")
+    plt.show()
+    """),
+    md(r"""
+    After 96 steps the model finds most of the shapes, but telling a square from a
+    triangle is still mostly beyond it (look at the IoU per class): the budget is tiny, and on 32 x 32
+    images two of its three dilated branches act as 1 x 1 convolutions (7.5). The masks show the
+    decoder's design: the logits are computed on the 8 x 8 grid and upsampled 4x bilinearly, so outlines
+    are smooth and corners rounded. Notebook 8 trains DeepLab next to U-Net, SegNet, LinkNet and PSPNet
+    with the same budget.
+
+    ## Summary
+
+    * A 3 x 3 convolution with dilation $d$ has 9 weights and a $(2d+1) \times (2d+1)$ field
+      ("Количество параметров: 3 × 3, рецептивное поле: 5 × 5" for $d = 2$); it equals a dense kernel
+      with $d - 1$ zeros between the taps, and padding $P = d$ keeps the size.
+    * Receptive field of a stack: $r = 1 + \sum_l (K_l - 1) D_l \prod_{m<l} S_m$; the backward pass of a
+      one-pixel gradient measures it, and shows which pixels *inside* the field are actually read.
+    * Stacked rates with a common factor (2, 2, 2) leave holes and split the image into sub-grids that
+      never meet (gridding); rates like 1, 2, 3 fill the field.
+    * ASPP: parallel 1 x 1, dilated 3 x 3 (several rates) and image-level branches, concatenated and
+      projected; all keep the size, the input's gradient is the sum over branches. Rates larger than the
+      feature map degenerate to 1 x 1 convolutions.
+
+    ## Exercises
+
+    1. Which receptive field has a stack of a stride-2 3 x 3 convolution followed by a dilation-2 one?
+       Measure it with `support` (give the first `nn.Conv2d` `stride=2`): are there holes? Why?
+    2. Find three rates for three 3 x 3 layers that give a 19 x 19 field without holes, and a set that
+       gives 19 x 19 *with* holes.
+    3. Show on paper that the backward pass of a dilated convolution with respect to $x$ is a transposed
+       convolution with the same dilation; check it with `F.conv_transpose2d_forward`.
+    4. Train DeepLab on 64 x 64 images (deepest map 8 x 8) with rates 2, 4, 6 and with rates 1, 1, 1.
+       Does the larger context pay off there?
+    5. Remove the image-level branch: build an `ASPP` subclass without it and count the parameters.
+       On a 4 x 4 map, which of the remaining branches compute nothing but a 1 x 1 convolution?
+    """),
+]
+
+
+# =====================================================================================================
+# 8. SegNet, LinkNet, PSPNet
+# =====================================================================================================
+
+NOTEBOOKS["08_segnet_linknet_pspnet"] = [
+    md(r"""
+    # 8. SegNet, LinkNet, PSPNet
+
+    *Lecture 000 ("SegNet", "SegNet, результаты", "Linknet", "PS-Net"; "Минусы U-Net: сложнее с
+    многоклассовой сегментацией. FPN and PSPNet более приспособлены").*
+
+    U-Net (notebook 5) is one answer to "the decoder must recover what the encoder threw away": send the
+    encoder's feature maps across and concatenate them. Three other answers from the lecture:
+
+    | model | what crosses from encoder to decoder | decoder |
+    |---|---|---|
+    | **SegNet** | only the max-pooling **indices** (where each maximum was) | max unpooling + convolutions |
+    | **LinkNet** | the feature maps, **added** (not concatenated) | 1 x 1 → transposed 3 x 3 (stride 2) → 1 x 1 |
+    | **PSPNet** | nothing: a **pyramid pooling** head sees the deepest map at 1 x 1, 2 x 2, 3 x 3 and 6 x 6 | bilinear upsampling |
+
+    We check the piece that makes each one different, then train all of them (and U-Net and DeepLab)
+    with the same small budget.
+
+    Colours in the masks: background black, circle blue, square orange, triangle green.
+    """),
+    SETUP,
+    code("""
+    import tempfile
+    import time
+
+    from minimal_seg import functional as F
+    from minimal_seg.data import Shapes
+    from minimal_seg.gradcheck import gradcheck, gradcheck_layer
+    from minimal_seg.models import LinkNet, PSPNet, SegNet, UNet
+    from minimal_seg.train import TrainConfig, predict, train
+    from minimal_seg.viz import colorize, plot_matrix, to_display
+    """),
+    md(r"""
+    ## 8.1 SegNet: the decoder unpools with the encoder's indices
+
+        x ─ enc0 ─ pool0 ─ enc1 ─ pool1 ─ enc2 ─ pool2 ─┐
+                     ┊              ┊              ┊     │  indices (where each max was)
+        logits ─ head ─ dec0 ─ unpool0 ─ dec1 ─ unpool1 ─ dec2 ─ unpool2
+
+    Each 2 x 2 max pool remembers, for every window, the flat position $h W + w$ of its maximum; the
+    decoder's max unpooling of the same level writes each value back at exactly that position and zeros
+    elsewhere. Notebook 3 did this on the lecture's 4 x 4 example. Here: on the real feature maps of a
+    SegNet, and why it matters for *where* things are.
+
+    **The loop version** of the indices: for every 2 x 2 window, the position of its maximum.
+    """),
+    code("""
+    def pool_indices_loop(fmap):
+        H, W = fmap.shape
+        idx = np.zeros((H // 2, W // 2), dtype=np.int64)
+        for p in range(H // 2):
+            for q in range(W // 2):
+                window = fmap[2 * p:2 * p + 2, 2 * q:2 * q + 2]
+                i, j = np.unravel_index(np.argmax(window), (2, 2))    # first maximum, row-major
+                idx[p, q] = (2 * p + i) * W + (2 * q + j)
+        return idx
+
+    shapes = Shapes(4, image_size=32, seed=3)
+    segnet = SegNet(in_channels=1, num_classes=4, base_channels=8, depth=3)
+    e0 = segnet.enc[0](shapes.images)                    # the encoder's level-0 features (4, 8, 32, 32)
+    p0 = segnet.pools[0](e0)                             # (4, 8, 16, 16); the pool keeps its indices
+    u0 = segnet.unpools[0](p0)                           # unpool0 reads pool0's indices: back to 32 x 32
+    loop = np.stack([[pool_indices_loop(e0[n, c]) for c in range(8)] for n in range(4)])
+    assert (segnet.pools[0].indices == loop).all()
+    print("indices of image 0, channel 0, top-left 3 x 3 windows:\\n", loop[0, 0, :3, :3])
+    """),
+    md(r"""
+    The unpooled map has each window's maximum **exactly where the encoder had it**: at the saved
+    position $u_0 = e_0$, everywhere else $u_0 = 0$. Nearest-neighbour upsampling (notebook 3) copies
+    the maximum to all four pixels of the window instead, so it is right at one of four positions:
+    """),
+    code("""
+    at_max = np.zeros(e0.shape, dtype=bool).reshape(4, 8, -1)
+    np.put_along_axis(at_max, segnet.pools[0].indices.reshape(4, 8, -1), True, axis=2)
+    at_max = at_max.reshape(e0.shape)                    # True at the saved position of every window
+    assert (u0[at_max] == e0[at_max]).all() and (u0[~at_max] == 0).all()
+    nearest, _ = F.unpool_nearest_forward(p0, 2)
+    assert (nearest[at_max] == e0[at_max]).all()         # nearest is right at the max too ...
+    print(f"pixels that are not a window's max: {(~at_max).sum():,}; nearest writes the max there too, "
+          f"and differs from the encoder at {(nearest[~at_max] != e0[~at_max]).sum():,} of them")
+
+    # the 4 x 4 block of image 0, channel 0 with the most varied values
+    spread = e0[0, 0].reshape(8, 4, 8, 4).std(axis=(1, 3))
+    r0, c0 = (4 * k for k in np.unravel_index(np.argmax(spread), spread.shape))
+    crop = (0, 0, slice(r0, r0 + 4), slice(c0, c0 + 4))
+    fig, axes = plt.subplots(1, 4, figsize=(12, 3))
+    panels = [(e0[crop], "encoder e0 (saved max framed)"), (p0[0, 0, r0 // 2:r0 // 2 + 2, c0 // 2:c0 // 2 + 2], "pooled p0"),
+              (u0[crop], "max unpooled (indices)"), (nearest[crop], "nearest upsampled")]
+    for ax, (m, title) in zip(axes, panels):
+        plot_matrix(m, ax=ax, fmt="{:.2f}", title=title, highlight=at_max[crop] if m.shape == (4, 4) else None)
+    plt.show()
+    """),
+    md(r"""
+    **Why positions matter: a one-pixel line.** A thin vertical line at an odd column (5) is pooled into
+    column 2 of the half-size map. Max unpooling puts it back in column 5: only one pixel of every
+    2 x 2 window survives (the maximum; of two equal ones the first), so the line comes back dotted,
+    but never in the wrong place. Nearest upsampling fills columns 4 and 5: twice as thick and half a
+    pixel off. The decoder's convolutions after the unpooling can fill in dots; a decoder without the
+    indices has to guess which of the two columns the line came from.
+    """),
+    code("""
+    line = np.zeros((1, 1, 12, 12))
+    line[0, 0, 2:10, 5] = 1.0                             # a thin line at column 5
+    pooled, cache = F.max_pool2d_forward(line, 2)
+    back, _ = F.max_unpool2d_forward(pooled, cache.indices, kernel_size=2)
+    smeared, _ = F.unpool_nearest_forward(pooled, 2)
+    assert (back[line == 0] == 0).all()                   # nothing where there was nothing
+    assert back[0, 0, :, 5].sum() == 4                    # rows 2, 4, 6, 8: one per 2 x 2 window
+    assert (smeared[0, 0, 2:10, 4:6] == 1).all()          # nearest: columns 4 and 5
+    fig, axes = plt.subplots(1, 4, figsize=(11, 3))
+    for ax, m, title in zip(axes, (line, pooled, back, smeared),
+                            ("encoder: line at column 5", "max pooled (6 x 6)", "max unpooled (indices)",
+                             "nearest upsampled")):
+        ax.imshow(m[0, 0], cmap="Blues", vmin=0, vmax=1); ax.set_title(title, fontsize=10)
+        ax.set_xticks(range(0, m.shape[3], 2 if m.shape[3] > 6 else 1))
+    plt.show()
+    """),
+    md(r"""
+    In the model the unpooling layers are *tied* to their pools: `unpools[l]` reads `pools[l].indices`
+    of the last forward pass. After a forward through the whole SegNet, values sent through each
+    unpool land exactly at the positions its pool saved for this batch, and nowhere else:
+    """),
+    code("""
+    logits = segnet(shapes.images)
+    rng = np.random.default_rng(0)
+    for level in range(3):
+        pool, unpool = segnet.pools[level], segnet.unpools[level]
+        assert unpool.pool is pool                            # tied when the model was built
+        idx = pool.indices                                    # saved by this forward, (N, C, h, w)
+        n, c, h, w = idx.shape
+        values = rng.uniform(1, 2, idx.shape)                 # anything nonzero, to see where it lands
+        up = unpool(values)                                   # (N, C, 2h, 2w)
+        landed = np.take_along_axis(up.reshape(n, c, -1), idx.reshape(n, c, -1), axis=2)
+        assert (landed == values.reshape(n, c, -1)).all() and np.count_nonzero(up) == values.size
+        print(f"level {level}: {idx.size:>6,} indices cross (ints), where U-Net's skip sends the whole "
+              f"feature map: {4 * idx.size:>6,} floats")
+    print("logits", logits.shape)
+    """),
+    md(r"""
+    SegNet carries a quarter as many numbers across as U-Net, and only positions: the decoder gets
+    *where* the strong responses were, not *what* they were. That makes it light (no concatenation, so
+    its decoder convolutions are as narrow as the encoder's), but the decoder starts from sparse maps
+    (three zeros in every 2 x 2 block) that its convolutions must fill in.
+
+    ## 8.2 LinkNet: additive skips and transposed-convolution decoder blocks
+
+        x ─ stage0 ─ f0 ────────────────── + ─ head ─ logits
+                      └ pool ─ stage1 ─ f1 ── + ─ dec0 ┘
+                                  └ pool ─ stage2 ─ f2 ── + ─ dec1 ┘
+                                              └ pool ─ stage3 ─ f3 ─ dec2 ┘
+
+    The encoder feature of each level is **added** to the decoder's output of that level:
+    $d_l = f_l + \mathrm{dec}_l(d_{l+1})$. A sum needs equal shapes, so each decoder block brings the
+    channels down to the level's width: 1 x 1 conv ($C \to C/4$), 3 x 3 transposed conv with stride 2
+    ($C/4 \to C/4$, twice the size, notebook 3), 1 x 1 conv ($C/4 \to C_l$). The shapes through the
+    deepest block for a 32 x 32 input and 8 base channels:
+    """),
+    code("""
+    linknet = LinkNet(in_channels=1, num_classes=4, base_channels=8, depth=3)
+    unet = UNet(in_channels=1, num_classes=4, base_channels=8, depth=3)
+    rows = linknet.summary((1, 1, 32, 32), print_fn=lambda line: None)
+    for name, kind, shape, params in rows:
+        if name.startswith("dec2") and kind in ("Conv2d", "ConvTranspose2d"):
+            print(f"{name:<10}{kind:<17}-> {str(shape):<16}{params:>7,} parameters")
+    assert F.conv_transpose_output_size(4, 3, stride=2, padding=1, output_padding=1) == 8
+    """),
+    md(r"""
+    **Sum vs concatenation.** U-Net's decoder block at level $l$ reads $2 C_l$ channels (the upsampled
+    features and the skip, concatenated); its first 3 x 3 convolution has $9 \cdot 2C_l \cdot C_l$
+    weights. LinkNet's decoder sees only $C_l$ channels, and works at $C/4$ in its middle. Per level:
+    """),
+    code("""
+    def params_of(model, prefix):
+        return sum(int(v.size) for name, v in model.named_parameters() if name.startswith(prefix))
+
+    unet_weights = dict(unet.named_parameters())
+    print(f"{'level':<7}{'U-Net: conv reads':>19}{'up + dec params':>17}{'LinkNet: skip adds':>20}{'dec params':>12}")
+    for level in range(3):
+        c_l = 8 * 2 ** level
+        reads = unet_weights[f"dec{level}.0.0.w"].shape[1]      # input channels of the first 3 x 3 conv
+        assert reads == 2 * c_l
+        print(f"{level:<7}{f'{reads} ch (cat)':>19}{params_of(unet, f'up{level}.') + params_of(unet, f'dec{level}.'):>17,}"
+              f"{f'{c_l} ch (sum)':>20}{params_of(linknet, f'dec{level}.'):>12,}")
+    print(f"whole model: U-Net {unet.num_parameters():,}, LinkNet {linknet.num_parameters():,} parameters "
+          f"(the same encoder: {params_of(linknet, 'encoder.'):,})")
+    """),
+    md(r"""
+    In the backward pass a sum copies the gradient unchanged to both terms, so $f_l$ receives
+    $\partial L / \partial d_l$ from the skip plus what comes back through the pool below it (summed,
+    never overwritten). A tiny LinkNet in float64 passes the gradient check on its input and every
+    parameter:
+    """),
+    code("""
+    tiny = LinkNet(in_channels=1, num_classes=3, base_channels=4, depth=2, seed=0).astype(np.float64)
+    report = gradcheck_layer(tiny, np.random.default_rng(0).standard_normal((2, 1, 8, 8)), directions=3)
+    print(f"LinkNet: passed = {report.passed}, worst relative error {report.max_rel_error:.1e}")
+    assert report.passed
+    """),
+    md(r"""
+    ## 8.3 PSPNet: pyramid pooling
+
+    PSPNet gives every pixel of the deepest map a summary of the whole image at several scales.
+    **Adaptive average pooling** to $b \times b$ bins averages over a grid of $b$ bins per axis,
+    whatever the input size. Bin $i$ (of $b$) along an axis of $H$ pixels covers the rows
+
+    $$\text{start}_i = \left\lfloor \frac{i\,H}{b} \right\rfloor, \qquad
+    \text{end}_i = \left\lceil \frac{(i+1)\,H}{b} \right\rceil \qquad (\text{rows start}_i, \dots, \text{end}_i - 1).$$
+
+    When $b$ divides $H$ the bins tile the map; otherwise neighbouring bins overlap by a row, and when
+    $b > H$ several bins read the same row. **The loop version:**
+    """),
+    code("""
+    def bins(H, b):
+        return [(i * H // b, -(-(i + 1) * H // b)) for i in range(b)]     # (start, end); -(-a // b) = ceil
+
+    def adaptive_avg_pool_loop(x, b):
+        out = np.zeros((b, b))
+        for i, (r0, r1) in enumerate(bins(x.shape[0], b)):
+            for j, (c0, c1) in enumerate(bins(x.shape[1], b)):
+                out[i, j] = x[r0:r1, c0:c1].mean()
+        return out
+
+    print("H = 5, b = 3:", bins(5, 3), "   H = 6, b = 3:", bins(6, 3), "   H = 4, b = 6:", bins(4, 6))
+    """),
+    md(r"""
+    **Hand example.** $x = 0, 1, \dots, 24$ as a 5 x 5 map, $b = 3$: the bins are rows (and columns)
+    0-1, 1-3, 3-4. Bin (0, 0) averages $0, 1, 5, 6$, that is $3$; bin (1, 1) is the centre 3 x 3 block,
+    whose mean is its middle value $12$; bin (2, 2) averages $18, 19, 23, 24$, that is $21$.
+    """),
+    code("""
+    x5 = np.arange(25, dtype=np.float64).reshape(5, 5)
+    out_loop = adaptive_avg_pool_loop(x5, 3)
+    print(out_loop)
+    assert out_loop[0, 0] == 3 and out_loop[1, 1] == 12 and out_loop[2, 2] == 21
+    checked = 0
+    rng = np.random.default_rng(0)
+    for H, W in [(5, 5), (6, 6), (4, 4), (7, 9)]:
+        xr = rng.standard_normal((H, W))
+        for b in (1, 2, 3, 6):
+            lib, _ = F.adaptive_avg_pool2d_forward(xr[None, None], b)
+            assert np.allclose(lib[0, 0], adaptive_avg_pool_loop(xr, b))
+            checked += 1
+    print(f"{checked} (size, bins) settings agree with the library")
+    """),
+    md(r"""
+    **The matrix view.** Along one axis, adaptive pooling is a $b \times H$ matrix $P$ whose row $i$ holds
+    $1 / (\text{end}_i - \text{start}_i)$ on the bin's columns (`F.adaptive_pool_matrix`); the 2-D pooling
+    is $P_h\, x\, P_w^\top$. Overlapping bins show up as columns with two nonzeros:
+    """),
+    code("""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 2.6))
+    for ax, (H, b) in zip(axes, [(6, 3), (5, 3), (4, 6)]):
+        P = F.adaptive_pool_matrix(H, b)
+        assert np.allclose(P.sum(axis=1), 1)                  # every bin is an average
+        plot_matrix(P, ax=ax, fmt="{:.2f}", title=f"P for H = {H}, b = {b}")
+    plt.show()
+    """),
+    md(r"""
+    **The backward pass.** The pooling is linear, so its gradient is the transpose: $dx = P_h^\top\, dout\,
+    P_w$. In words: each input pixel receives, from every bin that contains it, that bin's gradient
+    divided by the bin's size, summed over those bins. The loop version of exactly that sentence,
+    against the library and against central differences:
+    """),
+    code("""
+    def adaptive_avg_pool_backward_loop(dout, H, W):
+        b = dout.shape[0]
+        dx = np.zeros((H, W))
+        for i, (r0, r1) in enumerate(bins(H, b)):
+            for j, (c0, c1) in enumerate(bins(W, b)):
+                dx[r0:r1, c0:c1] += dout[i, j] / ((r1 - r0) * (c1 - c0))   # += : overlapping bins add up
+        return dx
+
+    for H, W, b in [(5, 5, 3), (4, 4, 6), (7, 9, 2)]:
+        xr = rng.standard_normal((2, 3, H, W))
+        out, cache = F.adaptive_avg_pool2d_forward(xr, b)
+        dout = rng.standard_normal(out.shape)
+        dx = F.adaptive_avg_pool2d_backward(dout, cache)
+        assert np.allclose(dx[1, 2], adaptive_avg_pool_backward_loop(dout[1, 2], H, W))
+        report = gradcheck(F.adaptive_avg_pool2d_forward, F.adaptive_avg_pool2d_backward, {"x": xr},
+                           kwargs={"output_size": b})
+        assert report.passed
+        print(f"H x W = {H} x {W}, b = {b}: loop == library, gradcheck max rel. error "
+              f"{report.max_rel_error:.1e}")
+    dx_ones = adaptive_avg_pool_backward_loop(np.ones((3, 3)), 5, 5)
+    assert np.isclose(dx_ones[1, 1], (1 / 2 + 1 / 3) ** 2)     # row 1: in bins of 2 and 3 rows; column 1 too
+    print("dout = 1 everywhere, H = 5, b = 3 (rows and columns 1 and 3 are in two bins):\\n", dx_ones)
+    """),
+    md(r"""
+    **The PSP head.** PSPNet pools the deepest encoder map (here 64 channels at 1/8 of the input) to
+    1 x 1, 2 x 2, 3 x 3 and 6 x 6, reduces each to $64 / 4 = 16$ channels with a 1 x 1 convolution,
+    upsamples each back bilinearly, and concatenates them with the map itself: $64 + 4 \cdot 16 = 128$
+    channels, projected by a 3 x 3 convolution. For a 48 x 48 input (a 6 x 6 deepest map):
+    """),
+    code("""
+    pspnet = PSPNet(in_channels=1, num_classes=4, base_channels=8, depth=3)
+    psp_rows = pspnet.summary((1, 1, 48, 48), print_fn=lambda line: None)
+    for name, kind, shape, params in psp_rows:
+        if name.startswith("pyramid") or name in ("head", "up_out") or name == "encoder.stage3.1.2":
+            print(f"{name:<30}{kind:<19}{str(shape):<18}{params:>7,}")
+    shapes_of = {name: shape for name, kind, shape, params in psp_rows}
+    for b in (1, 2, 3, 6):
+        assert shapes_of[f"pyramid.branches.bins{b}.pool"] == (1, 64, b, b)
+        assert shapes_of[f"pyramid.branches.bins{b}.up"] == (1, 16, 6, 6)
+    assert shapes_of["pyramid.project.0"] == (1, 32, 6, 6)
+    """),
+    md(r"""
+    The 1 x 1 bin is the image-level feature DeepLab's ASPP also has (notebook 7): every pixel learns
+    what is in the whole image, the context that U-Net's local windows lack when many classes look alike
+    ("Минусы U-Net: сложнее с многоклассовой сегментацией").
+
+    ## 8.4 The same small budget for all of them
+
+    U-Net, SegNet, LinkNet, PSPNet and DeepLab, 8 base channels, depth 3, trained by the library's
+    `train` on the same 192 `Shapes` images of 32 x 32 with the same seed, schedule and budget:
+    3 epochs of 24 steps (batch 8, Adam), 72 steps each, evaluated on 48 validation images.
+    """),
+    code("""
+    def run(model):
+        settings = dict(model=model, image_size=32, num_train=192, num_val=48, epochs=3, batch_size=8,
+                        base_channels=8, lr=3e-3, seed=0)
+        with tempfile.TemporaryDirectory() as out:
+            t0 = time.perf_counter()
+            result = train(TrainConfig(**settings, out=out), progress=False, log=lambda line: None)
+        result["seconds"] = time.perf_counter() - t0
+        return result
+
+    runs = {name: run(name) for name in ("unet", "segnet", "linknet", "pspnet", "deeplab")}
+    print(f"{'model':<9}{'parameters':>11}{'val mIoU':>10}{'seconds':>9}   IoU per class (bg, circle, square, triangle)")
+    for name, result in runs.items():
+        last = result["history"][-1]
+        print(f"{name:<9}{result['model'].num_parameters():>11,}{last['val_miou']:>10.3f}{result['seconds']:>9.1f}"
+              f"   {[round(last[f'val_iou_{k}'], 2) for k in range(4)]}")
+    """),
+    code("""
+    val_set = runs["unet"]["val_set"]
+    show = [0, 1, 2]
+    fig, axes = plt.subplots(len(show), 2 + len(runs), figsize=(2.1 * (2 + len(runs)), 2.2 * len(show)))
+    preds = {name: predict(result["model"], val_set.images[show]) for name, result in runs.items()}
+    for r, i in enumerate(show):
+        panels = [to_display(val_set.images[i]), colorize(val_set.masks[i])] + [colorize(p[r]) for p in preds.values()]
+        for ax, picture, title in zip(axes[r], panels, ["input", "truth"] + list(runs)):
+            ax.imshow(picture, cmap="gray"); ax.set_axis_off()
+            if r == 0:
+                ax.set_title(title)
+    plt.show()
+    """),
+    md(r"""
+    **What this small budget shows, and what it does not.**
+
+    * It shows the **costs**: the parameter counts are exact. SegNet is the smallest (no concatenation,
+      no level below its last pool, a decoder as narrow as its encoder); LinkNet's additive skips cut
+      U-Net's decoder to about a tenth of its parameters (8.2). The seconds are real CPU times on this
+      machine, but they move with its load.
+    * It shows the **character** of the masks. U-Net, LinkNet and SegNet decode to full resolution with
+      skips or indices: their outlines follow the shapes, but inside a shape the class flips from pixel
+      to pixel, because each pixel's label is decided from a local window (LinkNet's speckle has the
+      regular texture of its stride-2 transposed convolutions, notebook 3). PSPNet and DeepLab compute
+      their logits on a 4 x 4 or 8 x 8 grid with image-level context and upsample them bilinearly: one
+      label per blob, but blobby (too smooth) outlines. That is the lecture's trade-off in miniature:
+      context for many classes (PSPNet) against boundaries (U-Net).
+    * It does **not** rank the architectures. 72 steps on 32 x 32 images is far from convergence, the
+      mIoU values differ by amounts that another seed or learning rate can reverse, and the pyramid
+      heads read a 4 x 4 map, where 6 x 6 bins overlap and dilation rates above 3 degenerate
+      (notebook 7). The lecture's claim that PSPNet and FPN handle many classes better is about long
+      training on real images with far more context; testing it needs larger images and many more
+      steps (`python -m minimal_seg train --model pspnet ...`).
+
+    ## Summary
+
+    * **SegNet**: the decoder's max unpooling writes each value back at the position its encoder pool
+      saved: exact positions (a one-pixel line comes back where it was), a quarter of U-Net's transfer,
+      and no concatenation.
+    * **LinkNet**: additive skips $d_l = f_l + \mathrm{dec}_l(d_{l+1})$ keep the decoder narrow (fewer
+      parameters than U-Net); decoder blocks are 1 x 1 → transposed 3 x 3 stride 2 → 1 x 1; the gradient
+      of a sum goes unchanged to both terms.
+    * **PSPNet**: adaptive average pooling to 1, 2, 3, 6 bins per axis (start $= \lfloor iH/b \rfloor$,
+      end $= \lceil (i+1)H/b \rceil$), 1 x 1 reduction, upsampling and concatenation give every pixel
+      the context of the whole image; the backward pass spreads each bin's gradient evenly over its
+      pixels, and overlapping bins add up.
+    * At a tiny budget all of them land close together; the costs are what differ.
+
+    ## Exercises
+
+    1. SegNet's unpool writes into a zero map. What goes wrong with max unpooling when the pooling
+       windows overlap (kernel 3, stride 2)? Try it with `F.max_pool2d_forward` and
+       `F.max_unpool2d_forward`.
+    2. Turn LinkNet's additive skips into concatenation on paper: which layer's shape must change, and by
+       how many parameters does the model grow?
+    3. Show that $\sum_{h,w} dx[h, w] = \sum_{i,j} dout[i, j]$ for adaptive average pooling. Which pixels
+       of a 4 x 4 map get the largest gradient for $b = 3$, and why?
+    4. PSPNet with `bins=(1,)` is a single image-level branch. Train it and compare with the default
+       bins at 64 x 64 images.
+    5. Repeat the comparison of 8.4 with three seeds (`seed=0, 1, 2`) and report the mean and spread of
+       the mIoU per model. Which differences survive?
+    """),
+]
+
+# =====================================================================================================
 # writing
 # =====================================================================================================
 
