@@ -15,7 +15,10 @@ the same tensor::
 
 A 3x3 convolution with dilation d spans 2d+1 pixels with 9 weights; the
 paper's rates 6, 12, 18 are for 1/16-size maps of 512-pixel images, so the
-defaults here (2, 4, 6) are scaled for the small inputs of the course. Each
+defaults here (2, 4, 6) are scaled for the small inputs of the course. Even
+so, a rate d uses all nine taps only on maps at least 2d+1 pixels wide: on the
+4x4 map of a 32x32 input, rates 4 and 6 read only their centre tap and act as
+1x1 convolutions (lecture notebook 07 measures this by backward). Each
 conv is followed by BN -> ReLU (the image-level branch skips BN: see
 ``blocks.PoolingBranch``).
 
