@@ -5,7 +5,7 @@
     predict     colour mask of an image file from a checkpoint
     gradcheck   float64 gradient check of every op, as a table
     compare     train every architecture with the same data and budget; one table
-    bench       time the conv ops against PyTorch and the bare GEMMs (JSON + PNG)
+    bench       time conv/pool ops and a U-Net training step against PyTorch (JSON + PNG)
     check       autograde an assignment: python -m minimal_seg check a1 --impl my_a1.py
     make-student OUT_DIR   write the student version of the assignments
 """
@@ -116,11 +116,24 @@ def cmd_evaluate(args) -> int:
     data = args.data or config.data
     split = args.split or VAL_SPLIT[data]
     kwargs = config.data_kwargs(split) if data == config.data else {}
-    metrics = evaluate(model, get_dataset(data, split, **kwargs))
+    dataset = get_dataset(data, split, **kwargs)
+    metrics = evaluate(model, dataset)
     print(f"{args.checkpoint} on {data}/{split}:")
     for key, value in metrics.items():
         print(f"  {key:<16} {value:.4f}")
+    if args.crf:
+        _print_crf_effect(model, dataset)
     return 0
+
+
+def _print_crf_effect(model, dataset):
+    """mIoU and pixel accuracy before and after the dense CRF (default settings) on ``dataset``."""
+    from .classical import crf_refine_eval
+
+    result = crf_refine_eval(model, dataset.images, dataset.masks, dataset.num_classes, method="fast")
+    print("dense CRF (fast, 5 mean-field iterations, default kernels):")
+    for name in ("miou", "pixel_accuracy"):
+        print(f"  {name:<16} {result[name + '_before']:.4f} -> {result[name + '_after']:.4f}")
 
 
 def cmd_predict(args) -> int:
@@ -206,7 +219,7 @@ def _add_assignment_commands(sub):
 
 
 def cmd_bench(args) -> int:
-    """Time every conv op at U-Net shapes against torch and the bare GEMMs; see minimal_seg.bench."""
+    """Time the conv and pool ops at U-Net shapes and a U-Net training step against torch; see minimal_seg.bench."""
     import os
 
     from .bench import run
@@ -233,7 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_bench_command(sub):
-    p = sub.add_parser("bench", help="time the conv ops against PyTorch and the bare GEMMs (JSON + PNG)")
+    p = sub.add_parser("bench", help="time conv/pool ops and a U-Net training step against PyTorch and the "
+                                     "bare GEMMs (JSON + PNG)")
     p.add_argument("--quick", action="store_true", help="tiny shapes, few repeats (a smoke test)")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats per op (default 15, quick 3)")
     p.add_argument("--warmup", type=int, default=None, help="untimed runs first (default 3, quick 1)")
@@ -286,6 +300,7 @@ def _add_training_commands(sub):
     p.add_argument("checkpoint")
     p.add_argument("--data", choices=sorted(DATASETS))
     p.add_argument("--split")
+    p.add_argument("--crf", action="store_true", help="also the mIoU after dense-CRF post-processing")
     _add_backend(p)
     p.set_defaults(func=cmd_evaluate)
 

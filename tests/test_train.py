@@ -153,3 +153,12 @@ def test_cli_predict_unreadable_image_is_one_line(trained, tmp_path, capsys):
 def test_cli_bad_checkpoint_is_one_line(tmp_path, capsys):
     assert cli.main(["evaluate", str(tmp_path / "nope.npz")]) == 2
     assert capsys.readouterr().err.strip().startswith("error: checkpoint")
+
+
+def test_cli_evaluate_with_crf_prints_before_and_after(trained, capsys):
+    assert cli.main(["evaluate", str(trained), "--crf"]) == 0
+    out = capsys.readouterr().out
+    crf = out[out.index("dense CRF"):]
+    before, after = (float(v) for v in crf.split("miou")[1].split("\n")[0].split("->"))
+    assert 0 <= before <= 1 and 0 <= after <= 1
+    assert f"{before:.4f}" in out.split("dense CRF")[0]  # "before" is the plain evaluation's mIoU
