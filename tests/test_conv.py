@@ -189,7 +189,8 @@ def test_backward_does_not_modify_dout(xp, rng):
     np.testing.assert_array_equal(to_numpy(dout), to_numpy(before))
 
 
-STRIDE1_CASES = [case for case in CONV_CASES if case[2] == 1 and case[0] != (4, 5)]
+STRIDE1_CASES = [case for case in CONV_CASES if case[2] == 1 and case[0] != (4, 5) and case[1] != 1]
+POINTWISE_CASES = [((4, 4), 1, 1, 0, 1), ((3, 5), 1, 1, 0, 2), ((1, 1), 1, 1, 0, 1)]  # 1x1, stride 1, no padding
 
 
 @pytest.mark.parametrize("size,k,s,p,d", STRIDE1_CASES)
@@ -206,6 +207,26 @@ def test_stride1_shortcut_equals_col2im(xp, rng, size, k, s, p, d):
     dx2, dw2, _ = conv2d_backward(dout, general)
     np.testing.assert_allclose(to_numpy(dx), to_numpy(dx2), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(to_numpy(dw), to_numpy(dw2), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("size,k,s,p,d", POINTWISE_CASES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_pointwise_conv_equals_im2col_path(xp, rng, size, k, s, p, d, dtype):
+    """A 1x1 stride-1 conv runs as a batched GEMM, without im2col: same numbers as the general path."""
+    x, w, b = (xp.asarray(rand(rng, shape, dtype)) for shape in ((3, 5) + size, (4, 5, 1, 1), (4,)))
+    out, cache = conv2d_forward(x, w, b, stride=s, padding=p, dilation=d)
+    assert cache.pointwise and out.dtype == dtype and out.flags.c_contiguous
+    dout = xp.asarray(rand(rng, out.shape, dtype))
+    grads = conv2d_backward(dout, cache)
+    cols = conv.im2col(x, 1)  # the general path: im2col, one GEMM, col2im
+    expected_out = (w.reshape(4, 5) @ cols).reshape(4, 3, *size).transpose(1, 0, 2, 3) + b[:, None, None]
+    general = type(cache)(**vars(cache))
+    general.pointwise, general.cols = False, cols
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(to_numpy(out), to_numpy(expected_out), rtol=tol, atol=tol)
+    for got, want in zip(grads, conv2d_backward(dout, general)):
+        assert got.dtype == dtype and got.shape == want.shape
+        np.testing.assert_allclose(to_numpy(got), to_numpy(want), rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
