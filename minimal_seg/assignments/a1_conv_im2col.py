@@ -28,6 +28,13 @@ convolution. Check your work (a table of checks; exit code 1 if one fails)::
 or, in a notebook, ``from minimal_seg.assignments import check`` and
 ``check("a1", impl="a1_conv_im2col.py")``. Expect errors of ~1e-15 against
 the reference and ~1e-9 in the gradient check.
+
+The column layout here, one (C*KH*KW, OH*OW) matrix per image, is the
+textbook one. The library's ``minimal_seg.functional.conv`` lays the whole
+batch out as one (C*KH*KW, N*OH*OW) matrix so that forward and both backward
+products are single GEMMs; once your version passes, switching to that
+layout and timing both (``python -m minimal_seg bench`` shows how) is a good
+extra exercise.
 """
 from __future__ import annotations
 
