@@ -209,6 +209,50 @@ def test_stride1_shortcut_equals_col2im(xp, rng, size, k, s, p, d):
     np.testing.assert_allclose(to_numpy(dw), to_numpy(dw2), rtol=1e-12, atol=1e-12)
 
 
+def test_im2col_wide_holds_the_windows(xp, rng):
+    """Wide columns (stride 1) = im2col's columns at the first OW of every Wp positions of a row."""
+    x = xp.asarray(rand(rng, (2, 3, 5, 6)))
+    for rows in (slice(0, 5), slice(1, 3)):  # all output rows, or a block of them
+        wide = conv.im2col_wide(conv._pad_flat(x, (1, 2)), 6 + 4, (3, 2), (1, 2), rows)
+        cols = conv.im2col(x, (3, 2), padding=(1, 2), dilation=(1, 2))  # (C*KH*KW, N*OH*OW), OH = 5, OW = 8
+        r = rows.stop - rows.start
+        expected = cols.reshape(3 * 6, 2, 5, 8)[:, :, rows]
+        np.testing.assert_array_equal(to_numpy(wide.reshape(3 * 6, 2, r, 10)[..., :8]), to_numpy(expected))
+
+
+WIDE_CASES = STRIDE1_CASES + [((4, 5), 1, 1, 1, 1), ((3, 9), (1, 3), 1, (0, 1), (1, 3))]
+
+
+@pytest.mark.parametrize("size,k,s,p,d", WIDE_CASES)
+@pytest.mark.parametrize("transposed", [False, True])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_wide_columns_equal_im2col_path(xp, rng, monkeypatch, size, k, s, p, d, transposed, dtype):
+    """Stride 1 by wide columns, one output row per block, gives the numbers of im2col (and col2im)."""
+    kh, kw = (k, k) if isinstance(k, int) else k
+    x = rand(rng, (3, 2) + size, dtype)
+    w, b = rand(rng, (2, 4, kh, kw) if transposed else (4, 2, kh, kw), dtype), rand(rng, (4,), dtype)
+    opts = dict(stride=s, padding=p, dilation=d)
+    out, _ = (conv_transpose2d_forward if transposed else conv2d_forward)(xp.asarray(x), xp.asarray(w), **opts)
+    dout = rand(rng, out.shape, dtype)
+    monkeypatch.setattr(conv, "MIN_WIDE_FILL", 2.0)  # never wide: im2col, col2im
+    expected = _conv_grads(xp, x, w, b, dout, transposed, opts)
+    monkeypatch.setattr(conv, "MIN_WIDE_FILL", 0.0)  # always wide (at stride 1)
+    monkeypatch.setattr(conv, "WIDE_BLOCK_BYTES", 1)  # one row per block on a CPU
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    for got, want in zip(_conv_grads(xp, x, w, b, dout, transposed, opts), expected):
+        assert got.dtype == dtype
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("size", [(64, 64), (8, 8)])  # wide columns, im2col
+def test_empty_batch(xp, size):
+    x, w = xp.zeros((0, 3) + size), xp.ones((4, 3, 3, 3))
+    out, cache = conv2d_forward(x, w, padding=1)
+    dx, dw, _ = conv2d_backward(xp.zeros(out.shape), cache)
+    assert out.shape == (0, 4) + size and dx.shape == x.shape and dw.shape == w.shape
+    assert not to_numpy(dw).any()
+
+
 @pytest.mark.parametrize("size,k,s,p,d", POINTWISE_CASES)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_pointwise_conv_equals_im2col_path(xp, rng, size, k, s, p, d, dtype):
@@ -271,7 +315,10 @@ BUDGET_CASES = [
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("transposed,c,oc,size,k,opts", BUDGET_CASES)
-def test_chunked_equals_unchunked(xp, rng, monkeypatch, dtype, transposed, c, oc, size, k, opts):
+@pytest.mark.parametrize("wide", [False, True])
+def test_chunked_equals_unchunked(xp, rng, monkeypatch, dtype, transposed, c, oc, size, k, opts, wide):
+    if wide:  # stride 1 by wide columns even on these small images; chunks of images, then of rows
+        monkeypatch.setattr(conv, "MIN_WIDE_FILL", 0.0)
     n = 5  # odd, so the last chunk is smaller
     x = _int_valued(rng, (n, c) + size, dtype)
     w = _int_valued(rng, (c, oc, k, k) if transposed else (oc, c, k, k), dtype)
@@ -281,18 +328,21 @@ def test_chunked_equals_unchunked(xp, rng, monkeypatch, dtype, transposed, c, oc
     whole = _conv_grads(xp, x, w, b, dout, transposed, opts)
 
     largest, calls = [0], [0]
-    real_im2col, real_col2im = conv.im2col, conv.col2im
+    real_im2col, real_im2col_wide, real_col2im = conv.im2col, conv.im2col_wide, conv.col2im
 
-    def spy_im2col(*args, **kwargs):
-        cols = real_im2col(*args, **kwargs)
-        largest[0], calls[0] = max(largest[0], cols.nbytes), calls[0] + 1
-        return cols
+    def spy(make):
+        def spied(*args, **kwargs):
+            cols = make(*args, **kwargs)
+            largest[0], calls[0] = max(largest[0], cols.nbytes), calls[0] + 1
+            return cols
+        return spied
 
     def spy_col2im(cols, *args, **kwargs):
         largest[0], calls[0] = max(largest[0], cols.nbytes), calls[0] + 1
         return real_col2im(cols, *args, **kwargs)
 
-    monkeypatch.setattr(conv, "im2col", spy_im2col)
+    monkeypatch.setattr(conv, "im2col", spy(real_im2col))
+    monkeypatch.setattr(conv, "im2col_wide", spy(real_im2col_wide))  # stride 1: blocks of rows
     monkeypatch.setattr(conv, "col2im", spy_col2im)
     # the largest column matrix of one image: of x or dout for conv2d, of dout (C_out rows per offset,
     # one column per input pixel) for conv_transpose2d

@@ -38,6 +38,27 @@ both gradients from one im2col of dout, like ``conv_transpose2d_backward``,
 without col2im and without keeping cols from the forward pass. Same
 numbers, less time and memory.
 
+**Stride 1: wide columns, by blocks of rows.** With stride 1 the windows
+of consecutive output pixels of a row are shifted by one pixel. So let the
+output run over all Wp = W + 2*PW positions of a padded row, not only the
+first OW: with the padded image flattened (xflat, one row after the
+other), the window of output position p = oh*Wp + ow starts at xflat[p],
+and one kernel offset (i, j) reads the contiguous slice
+xflat[p + i*DH*Wp + j*DW] for all p at once (``im2col_wide``)::
+
+    cols[(c, i, j), (n, p)] = xflat[c, n, p + i*DH*Wp + j*DW]      (C*KH*KW, N*OH*Wp)
+
+A copy of long contiguous slices instead of OH short rows per offset;
+the DW*(KW-1) positions per row that straddle the right border are
+computed and thrown away (``_wide_to_nchw``), so it is used where they
+are few (OW >= 0.85 Wp: not at 8x8). The stride-1 shortcut of the
+backward (above) builds the wide columns of dout the same way
+(``_grads_wide``), and so does the backward of a stride-1 transposed
+convolution. On a CPU the columns are built in blocks of rows of about
+1 MiB (``_wide_blocks``), which the GEMM reads while they are still in the
+cache: the columns of a whole 64x64 image (up to 5 MiB in the U-Net)
+would go out to memory and back.
+
 **1x1 shortcut.** A 1x1 convolution with stride 1 and no padding has
 nothing to unfold: image n is already the (C, H*W) matrix its columns
 would be, so out[n] = W @ x[n] is one batched GEMM (``matmul`` over the
@@ -153,6 +174,127 @@ def col2im(cols, x_shape, kernel_size, stride=1, padding=0, dilation=1, out_size
     return xpad
 
 
+# ---- stride 1: wide columns, by blocks of rows ---------------------------------------
+
+
+WIDE_BLOCK_BYTES = 2**20  # CPU: wide columns by blocks of about 1 MiB, which stay in the cache for the GEMM
+MIN_WIDE_FILL = 0.85  # wide columns only where OW >= 0.85 Wp (64x64: 0.97, 16x16: 0.89, 8x8: 0.8 -> im2col)
+
+
+def _pad_flat(x, padding):
+    """x (N, C, H, W) -> (C, N, (H + 2*PH + 1) * Wp): zero-padded, channels first, each image flattened.
+
+    Wp = W + 2*PW. One extra zero row at the bottom keeps every shifted
+    slice of ``im2col_wide`` inside its image.
+    """
+    xp = array_module(x)
+    (ph, pw) = padding
+    n, c, h, w = x.shape
+    hp, wp = h + 2 * ph + 1, w + 2 * pw
+    xpad = xp.zeros((c, n, hp, wp), dtype=x.dtype)
+    xpad[:, :, ph:ph + h, pw:pw + w] = x.transpose(1, 0, 2, 3)
+    return xpad.reshape(c, n, hp * wp)
+
+
+def im2col_wide(xflat, width, kernel_size, dilation, rows):
+    """Wide columns of a stride-1 conv for the output rows ``rows``: (C*KH*KW, N*R*Wp), R = len(rows).
+
+    xflat (C, N, Hp*Wp) comes from ``_pad_flat``, Wp = ``width``. With the
+    output computed at all Wp positions of a padded row (not only the first
+    OW), the window of output pixel p = oh*Wp + ow starts at xflat[p], and
+    kernel offset (i, j) reads xflat[p + i*DH*Wp + j*DW]: for one offset,
+    the values of consecutive output pixels are consecutive in memory::
+
+        cols[(c, i, j), (n, p)] = xflat[c, n, p + i*DH*Wp + j*DW],   p = oh*Wp + ow
+
+    so each offset is one contiguous slice per (channel, image), not OH
+    short rows. The price: positions with ow >= OW (they straddle the
+    right border) are computed and thrown away (``_wide_to_nchw``).
+    """
+    xp = array_module(xflat)
+    (kh, kw), (dh, dw) = kernel_size, dilation
+    c, n, _ = xflat.shape
+    count = (rows.stop - rows.start) * width
+    cols = xp.empty((c, kh, kw, n, count), dtype=xflat.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            start = (rows.start + i * dh) * width + j * dw
+            cols[:, i, j] = xflat[:, :, start:start + count]
+    return cols.reshape(c * kh * kw, n * count)
+
+
+def _wide_to_nchw(m, width, out):
+    """Write the wide result m (C, N*R*Wp), Wp = ``width``, into out (N, C, R, W): drop the positions ow >= W."""
+    n, c, r, w = out.shape
+    out[...] = m.reshape(c, n, r, width)[:, :, :, :w].transpose(1, 0, 2, 3)
+
+
+def _wide_blocks(x, rows, row_bytes):
+    """[(images, [row blocks])]: slices of the batch and of the ``rows`` output rows, for ``im2col_wide``.
+
+    A block's columns (``row_bytes`` per output row and image) stay within
+    WIDE_BLOCK_BYTES on a CPU (within the budget on a GPU): several whole
+    images when they fit, else one image at a time, in blocks of rows.
+    """
+    n, budget = x.shape[0], get_im2col_budget()
+    if row_bytes > budget:
+        raise MemoryError(
+            f"im2col needs {row_bytes / 2**20:.2f} MiB for one row of windows, more than the im2col budget of "
+            f"{budget / 2**20:.2f} MiB; raise it with set_im2col_budget() or MINIMAL_SEG_IM2COL_BUDGET"
+        )
+    target = budget if is_device_array(x) else min(budget, WIDE_BLOCK_BYTES)
+    if rows * row_bytes <= target:
+        return [(part, [slice(0, rows)]) for part in batch_chunks(x, rows * row_bytes, target)]
+    per_block = max(1, target // row_bytes)
+    row_blocks = [slice(r, min(rows, r + per_block)) for r in range(0, rows, per_block)]
+    return [(slice(i, min(n, i + 1)), row_blocks) for i in range(max(n, 1))]  # an empty batch: one empty block
+
+
+def _use_wide(out_width, width):
+    """Wide columns pay when few of their positions are thrown away: OW / Wp >= MIN_WIDE_FILL."""
+    return out_width >= MIN_WIDE_FILL * width
+
+
+def _conv2d_wide(x, w, b, padding, dilation, out):
+    """Stride-1 conv2d into out (N, OC, OH, OW) by blocks of wide columns: out = W @ cols per block, then + b.
+
+    The bias is added once to the whole output: per block, a broadcast add
+    over short rows costs more than the copy it would be fused into.
+    """
+    oc, c, kh, kw = w.shape
+    n, _, oh, ow = out.shape
+    width = x.shape[3] + 2 * padding[1]
+    w_mat = w.reshape(oc, c * kh * kw)
+    for images, row_blocks in _wide_blocks(x, oh, c * kh * kw * width * x.itemsize):
+        xflat = _pad_flat(x[images], padding)
+        for rows in row_blocks:
+            cols = im2col_wide(xflat, width, (kh, kw), dilation, rows)
+            _wide_to_nchw(w_mat @ cols, width, out[images, :, rows])
+    if b is not None:
+        out.reshape(n, oc, oh * ow)[...] += b[:, None]
+
+
+def _grads_wide(dout, x, w_mat, kernel_size, padding, dilation):
+    """``_grads_from_dout_columns`` for stride 1, by blocks of wide columns of dout.
+
+    dW = x @ dcols.T needs x at the same wide positions, with zeros at the
+    thrown-away ones (ow >= W): x padded on the right to Wp columns.
+    """
+    xp = array_module(x)
+    n, c, h, wd = x.shape
+    width = dout.shape[3] + 2 * padding[1]
+    dx, dw = xp.empty(x.shape, dtype=x.dtype), 0
+    for images, row_blocks in _wide_blocks(x, h, w_mat.shape[1] * width * x.itemsize):
+        dflat = _pad_flat(dout[images], padding)
+        xwide = xp.zeros((c, images.stop - images.start, h, width), dtype=x.dtype)
+        xwide[:, :, :, :wd] = x[images].transpose(1, 0, 2, 3)
+        for rows in row_blocks:
+            dcols = im2col_wide(dflat, width, kernel_size, dilation, rows)
+            dw = dw + conv_weight_grad(xwide[:, :, rows].reshape(c, -1), dcols)
+            _wide_to_nchw(w_mat @ dcols, width, dx[images, :, rows])
+    return dx, dw
+
+
 def conv_weight_grad(dout, cols):
     """dW = dout @ cols.T, shared by conv2d and conv_transpose2d.
 
@@ -200,7 +342,8 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1):
     ``conv2d_backward``) and cols (K, N*L) when the backward will need them
     (no flip_padding) and they fit the im2col budget, else None; pointwise:
     True for a 1x1 stride-1 conv without padding, which needs no im2col
-    (``_pointwise_forward``).
+    (``_pointwise_forward``). A stride-1 conv whose backward takes the
+    flip shortcut runs on wide columns (``_conv2d_wide``): it keeps no cols.
     """
     _check_weight(x, w, b, 1, "C_in")
     oc, c, kh, kw = w.shape
@@ -208,13 +351,19 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1):
     oh, ow = conv2d_output_shape((h, wd), (kh, kw), stride, padding, dilation)
     if _is_pointwise(w.shape, stride, padding):
         return _pointwise_forward(x, w, b, stride, padding, dilation)
-    w_mat = w.reshape(oc, c * kh * kw)
     out = array_module(x).empty((n, oc, oh, ow), dtype=x.dtype)
+    flip_padding = _flip_padding(w.shape, stride, padding, dilation)
+    pad, dil = nonnegative_pair(padding, "padding"), positive_pair(dilation, "dilation")
+    if flip_padding is not None and _use_wide(ow, wd + 2 * pad[1]):
+        _conv2d_wide(x, w, b, pad, dil, out)
+        cache = Cache(x=x, w=w, cols=None, stride=stride, padding=padding, dilation=dilation,
+                      has_bias=b is not None, flip_padding=flip_padding, pointwise=False)
+        return out, cache
+    w_mat = w.reshape(oc, c * kh * kw)
     chunks = batch_chunks(x, c * kh * kw * oh * ow * x.itemsize)
     for part in chunks:
         cols = im2col(x[part], (kh, kw), stride, padding, dilation, out_size=(oh, ow))
         _batch_first(w_mat @ cols, out[part], b)  # (OC, nb*L): one GEMM for the whole chunk
-    flip_padding = _flip_padding(w.shape, stride, padding, dilation)
     keep = flip_padding is None and len(chunks) == 1
     cache = Cache(x=x, w=w, cols=cols if keep else None, stride=stride, padding=padding, dilation=dilation,
                   has_bias=b is not None, flip_padding=flip_padding, pointwise=False)
@@ -323,8 +472,13 @@ def _grads_from_dout_columns(dout, x, w_mat, kernel_size, stride, padding, dilat
 
         dx = w_mat @ dcols          (C^T's gradient is C)
         dW = x @ dcols.T            (conv_weight_grad, roles of input and output swapped)
+
+    With stride 1, on wide columns of dout, by blocks of rows (``_grads_wide``).
     """
     n, c, h, wd = x.shape
+    pad, dil = nonnegative_pair(padding, "padding"), positive_pair(dilation, "dilation")
+    if positive_pair(stride, "stride") == (1, 1) and _use_wide(wd, dout.shape[3] + 2 * pad[1]):
+        return _grads_wide(dout, x, w_mat, kernel_size, pad, dil)
     per_image = w_mat.shape[1] * h * wd * x.itemsize
     dw, dx = 0, array_module(x).empty(x.shape, dtype=x.dtype)
     for part in batch_chunks(x, per_image):
@@ -430,14 +584,14 @@ def use_im2col_budget(nbytes):
 CPU_CHUNK_BYTES = 4 * 2**20
 
 
-def batch_chunks(x, bytes_per_image: int) -> list[slice]:
+def batch_chunks(x, bytes_per_image: int, cpu_target: int | None = None) -> list[slice]:
     """Split the batch of x into slices of images whose column matrices fit the budget.
 
-    On a CPU, chunks are also kept near CPU_CHUNK_BYTES (4 MiB) when the
-    images are small enough: a chunk's columns are then still in the cache
-    when the GEMM reads them, and the allocator reuses the same memory
-    instead of asking the OS for fresh pages (zeroed, one fault per page) on
-    every call. On a GPU, chunks are as large as the budget allows.
+    On a CPU, chunks are also kept near ``cpu_target`` (default
+    CPU_CHUNK_BYTES, 4 MiB) when the images are small enough: a chunk's
+    columns are then still in the cache when the GEMM reads them, and the
+    allocator reuses the same memory instead of asking the OS for fresh
+    pages (zeroed, one fault per page) on every call. On a GPU, chunks are as large as the budget allows.
     Raises MemoryError when the columns of a single image exceed the budget.
     """
     n, budget = x.shape[0], get_im2col_budget()
@@ -447,7 +601,7 @@ def batch_chunks(x, bytes_per_image: int) -> list[slice]:
             f"im2col budget of {budget / 2**20:.1f} MiB; raise it with set_im2col_budget() or "
             "MINIMAL_SEG_IM2COL_BUDGET, or use smaller images"
         )
-    target = budget if is_device_array(x) else min(budget, CPU_CHUNK_BYTES)
+    target = budget if is_device_array(x) else min(budget, cpu_target or CPU_CHUNK_BYTES)
     count = -(-n // max(1, target // max(bytes_per_image, 1)))  # number of chunks, rounded up
     per_chunk = max(1, -(-n // max(count, 1)))  # the same number of images in every chunk but the last
     return [slice(start, min(n, start + per_chunk)) for start in range(0, max(n, 1), per_chunk)]
