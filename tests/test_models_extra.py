@@ -261,7 +261,7 @@ def test_summary_runs_and_counts_every_parameter(name):
 def test_parameter_names_follow_the_diagrams():
     names = {
         "segnet": "enc0.0.0.w dec2.1.1.gamma head.w",
-        "linknet": "encoder.stage3.1.0.w dec0.1.0.w dec2.2.1.beta head.b",
+        "linknet": "encoder.stage3.1.0.w dec0.1.0.w dec2.2.1.beta final.0.w final.1.gamma head.b",
         "deeplab": ("encoder.stage0.0.0.w aspp.branches.rate4.0.w aspp.branches.image_pool.conv.0.w "
                     "aspp.project.0.w reduce.0.w fuse.1.gamma head.w"),
         "pspnet": "pyramid.branches.bins6.conv.0.w pyramid.project.1.beta head.w",

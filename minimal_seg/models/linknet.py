@@ -1,6 +1,6 @@
 """LinkNet (Chaurasia, Culurciello, 2017), small: additive skips and transposed-conv decoder blocks.
 
-    x ─ stage0 ─ f0 ─────────────────── + ─ head ─ logits
+    x ─ stage0 ─ f0 ─────────────────── + ─ final ─ head ─ logits
                   │                     │
                  pool                 dec0
                   │                     │
@@ -26,6 +26,13 @@ stays narrow). In backward the gradient of a sum goes unchanged to both
 terms, and f_l collects it from the skip and from the pool below it, summed
 (``Encoder.backward``). Input sizes that do not divide by 2**depth are
 zero-padded at the bottom/right and the logits cropped back.
+
+After the last sum, ``final`` (3x3 conv -> BN -> ReLU) mixes the sum over a
+neighbourhood before the 1x1 ``head`` scores the classes, like the 3x3 conv
+of the paper's final block. Without it the class of a pixel is a linear
+function of f0 + dec0 at that pixel alone, and on Shapes (the budget of
+``python -m minimal_seg compare``) seed 0 stayed at val mIoU 0.38, calling
+every shape a circle, while seed 1 reached 0.84; with it, seed 0 reaches 0.86.
 """
 from __future__ import annotations
 
@@ -64,12 +71,14 @@ class LinkNet(Model):
         self.depth = depth
         self.encoder = Encoder(in_channels, widths, rng, batch_norm)
         self.dec = [decoder_block(widths[level + 1], widths[level], rng, batch_norm) for level in range(depth)]
+        self.final = conv_bn_relu(base_channels, base_channels, rng, batch_norm, kernel_size=3)
         self.head = nn.Conv2d(base_channels, num_classes, 1, rng=rng)
 
     def children(self):
         named = {"encoder": self.encoder}
         for level in reversed(range(self.depth)):
             named[f"dec{level}"] = self.dec[level]
+        named["final"] = self.final
         named["head"] = self.head
         return named
 
@@ -80,10 +89,10 @@ class LinkNet(Model):
         for level in reversed(range(self.depth)):
             d = f[level] + self.dec[level](d)  # additive skip
         self._padded_size = d.shape[2:]
-        return F.crop(self.head(d), self._pad.size)
+        return F.crop(self.head(self.final(d)), self._pad.size)
 
     def backward(self, dout):
-        d = self.head.backward(F.uncrop(dout, self._padded_size))
+        d = self.final.backward(self.head.backward(F.uncrop(dout, self._padded_size)))
         d_f = [None] * (self.depth + 1)
         for level in range(self.depth):
             d_f[level] = d  # d(a + b) = (dout, dout): the skip gets the same gradient as the decoder
