@@ -79,8 +79,10 @@ def machine() -> dict:
 
     from .backend import get_backend
 
+    threads = os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS") or "default"
     return {"backend": get_backend(), "numpy": numpy.__version__, "python": platform.python_version(),
-            "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count()}
+            "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+            "blas_threads": threads}
 
 
 def table_rows(rows) -> list[tuple]:
@@ -96,8 +98,9 @@ def format_markdown(result) -> str:
              f"{c['image_size']}x{c['image_size']}, {c['epochs']} epochs, batch {c['batch_size']}, "
              f"{c['optimizer']} lr {c['lr']} (cosine), base channels {c['base_channels']}, seed {c['seed']}; "
              f"validated on {c['num_val']} held-out images.",
-             f"Machine: {m['cpus']} CPUs ({m['processor']}), {m['backend']} backend, NumPy {m['numpy']}, "
-             f"Python {m['python']}; {result['total_seconds'] / 60:.1f} minutes in all.",
+             f"Machine: {m['cpus']} CPUs ({m['processor']}), BLAS threads: {m.get('blas_threads', 'default')}, "
+             f"{m['backend']} backend, NumPy {m['numpy']}, Python {m['python']}; "
+             f"{result['total_seconds'] / 60:.1f} minutes in all.",
              "",
              "| " + " | ".join(COLUMNS) + " |",
              "|" + "|".join("---" if i == 0 else "---:" for i in range(len(COLUMNS))) + "|"]
