@@ -167,7 +167,8 @@ def quick_pool_cases():
 # ---- the machine ------------------------------------------------------------------
 
 
-def _cpu_model():
+def cpu_model():
+    """The CPU's model name from /proc/cpuinfo (else what ``platform`` knows)."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -183,7 +184,7 @@ def machine_info(backend_name="numpy", torch=None):
     info = {
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "numpy": numpy.__version__,
         "backend": backend_name,

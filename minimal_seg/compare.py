@@ -78,10 +78,11 @@ def machine() -> dict:
     import numpy
 
     from .backend import get_backend
+    from .bench import cpu_model
 
     threads = os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS") or "default"
     return {"backend": get_backend(), "numpy": numpy.__version__, "python": platform.python_version(),
-            "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+            "processor": cpu_model(), "cpus": os.cpu_count(),
             "blas_threads": threads}
 
 
