@@ -2995,7 +2995,7 @@ NOTEBOOKS["09_crf_and_superpixels"] = [
     and the before/after mIoU is reported on 16 **test** images the choice never saw (`crf_refine_eval`).
     (Trained with the command line's budget, FCN-32s does give the CRF something to work with:
     `python -m minimal_seg evaluate runs/compare/fcn32s/checkpoint.npz --split test --crf` measured
-    mIoU 0.544 -> 0.660 on 64 test images; see the results page of the docs.)
+    mIoU 0.523 -> 0.613 on 64 test images; see the results page of the docs.)
     """),
     code("""
     t0 = time.perf_counter()
