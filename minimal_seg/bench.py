@@ -217,6 +217,11 @@ def machine_info(backend_name="numpy", torch=None):
     return info
 
 
+def env_text(info) -> str:
+    """The thread and budget variables that were set when ``info`` was taken, as "NAME=value, ..."."""
+    return ", ".join(f"{k}={v}" for k, v in info["env"].items() if v is not None) or "none set"
+
+
 # ---- timing -------------------------------------------------------------------------
 
 
@@ -727,20 +732,14 @@ def torch_cuda_peak_bytes(step, torch):
 
 
 def time_training_steps(steps, repeats, warmup, sync, settle=0.15):
-    """Median ms per step of each of ``steps`` ({name: fn}), alternating: ours, pause, torch, pause, ...
+    """ms per step of each of ``steps`` ({name: fn}): {name: [samples]}, interleaved as the ops are.
 
-    The pause (``settle``, 0 on a GPU) lets the other library's spinning
-    threads sleep, as in ``time_cases``.
+    The same loop as ``time_cases`` (``_interleaved``): ours, a pause (``settle``,
+    0 on a GPU) for the other library's spinning threads to sleep, then torch.
     """
-    samples = {name: [] for name in steps}
-    for rep in range(warmup + repeats):
-        for name, step in steps.items():
-            t = _seconds(step, sync)
-            if rep >= warmup:
-                samples[name].append(1e3 * t)
-            if settle:
-                time.sleep(settle)
-    return samples
+    prepared = [{name: (step, None) for name, step in steps.items()}]  # a step has no separate backward
+    store = _interleaved(prepared, repeats, warmup, sync, settle)[0]
+    return {name: store[f"{name}_fwd"] for name in steps}
 
 
 def training_step_benchmarks(backend_name, quick, repeats, warmup, torch=None, settle=0.15, seed=0):
@@ -814,7 +813,7 @@ def format_report(result):
     if isinstance(blas, list):
         blas = "; ".join(f"{b['internal_api']} {b['version']} ({b.get('architecture')}, "
                          f"{b['num_threads']} threads)" for b in blas)
-    env = ", ".join(f"{k}={v}" for k, v in info["env"].items() if v is not None) or "none set"
+    env = env_text(info)
     lines = [
         f"minimal_seg bench ({info['backend']}): {result['settings']['repeats']} repeats after "
         f"{result['settings']['warmup']} warm-up, medians, interleaved; float32",
