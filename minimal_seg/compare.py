@@ -18,10 +18,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import platform
 import statistics
 import time
 
+from .backend import get_backend
+from .bench import env_text, machine_info
 from .models import MODELS
 from .train import TrainConfig, train
 
@@ -74,16 +75,8 @@ def compare(models=COMPARED, config: TrainConfig | None = None, out="runs/compar
 
 
 def machine() -> dict:
-    """Where the seconds were measured."""
-    import numpy
-
-    from .backend import get_backend
-    from .bench import cpu_model
-
-    threads = os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS") or "default"
-    return {"backend": get_backend(), "numpy": numpy.__version__, "python": platform.python_version(),
-            "processor": cpu_model(), "cpus": os.cpu_count(),
-            "blas_threads": threads}
+    """Where the seconds were measured: ``bench.machine_info`` of the current backend."""
+    return machine_info(get_backend())
 
 
 def table_rows(rows) -> list[tuple]:
@@ -99,7 +92,7 @@ def format_markdown(result) -> str:
              f"{c['image_size']}x{c['image_size']}, {c['epochs']} epochs, batch {c['batch_size']}, "
              f"{c['optimizer']} lr {c['lr']} (cosine), base channels {c['base_channels']}, seed {c['seed']}; "
              f"validated on {c['num_val']} held-out images.",
-             f"Machine: {m['cpus']} CPUs ({m['processor']}), BLAS threads: {m.get('blas_threads', 'default')}, "
+             f"Machine: {m['cpu_count']} CPUs ({m['cpu']}), thread variables: {env_text(m)}, "
              f"{m['backend']} backend, NumPy {m['numpy']}, Python {m['python']}; "
              f"{result['total_seconds'] / 60:.1f} minutes in all.",
              "",
