@@ -1,0 +1,414 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 3. Going down and up: pooling, unpooling, transposed convolution, bilinear upsampling
+#
+# *Lecture 000 ("МаксПуллинг2D"), lecture 001 ("Слои для повышения разрешения", "Unpooling",
+# "Max unpooling", "Транспонированная свёртка"), lecture 002 ("Learnable unpooling"),
+# lecture 003 ("Transposed Convolution", "Convolution Matrix"), lecture 004 (indices kept for
+# max unpooling).*
+#
+# A segmentation network goes **down** (pooling, strided convolution: cheaper, larger receptive
+# field) and must come back **up** to one prediction per pixel. This notebook reproduces the
+# lectures' two worked examples exactly: max pooling of a 4 x 4 map, and the transposed convolution
+# of a 2 x 2 input into a 4 x 4 output as multiplication by the transposed 4 x 16 matrix.
+
+# %%
+import os
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")   # before NumPy loads: these small matrix products
+os.environ.setdefault("MKL_NUM_THREADS", "1")        # run fastest on one BLAS thread (see README.md)
+
+# %matplotlib inline
+import numpy as np
+import matplotlib.pyplot as plt
+
+np.set_printoptions(precision=4, suppress=True)
+
+# %%
+from minimal_seg import functional as F
+from minimal_seg.conv_arithmetic import draw_transposed_conv
+from minimal_seg.viz import plot_matrix
+
+# %% [markdown]
+# ## 3.1 Max pooling, and the indices of the winners
+#
+# "Слой МаксПуллинг2D осуществляет операцию сжатия ... путем выбора максимального значения в блоке
+# пикселей": with a 2 x 2 window and stride 2,
+#
+# $$\text{out}[p, q] = \max_{0 \le i, j < 2} x[2p + i,\; 2q + j].$$
+#
+# The lecture's feature map, first with a loop:
+
+# %%
+fmap = np.array([[4, 3, 1, 5],
+                 [1, 3, 4, 8],
+                 [4, 5, 4, 3],
+                 [6, 5, 9, 4]], dtype=np.float64)
+
+def max_pool_loop(x, k=2):
+    out = np.zeros((x.shape[0] // k, x.shape[1] // k))
+    for p in range(out.shape[0]):
+        for q in range(out.shape[1]):
+            out[p, q] = x[k * p:k * p + k, k * q:k * q + k].max()
+    return out
+
+pooled_loop = max_pool_loop(fmap)
+pooled, cache = F.max_pool2d_forward(fmap[None, None], kernel_size=2)   # stride defaults to the kernel
+print(pooled[0, 0])
+assert (pooled_loop == [[4, 8], [6, 9]]).all()
+assert (pooled[0, 0] == [[4, 8], [6, 9]]).all()
+
+# %% [markdown]
+# The library also keeps **where** each maximum was, as a flat index $h W + w$ into the input plane
+# (as PyTorch does). Max unpooling and the backward pass need exactly this.
+
+# %%
+indices = cache.indices[0, 0]
+print("indices:\n", indices)
+print("as (row, col):", [divmod(int(i), 4) for i in indices.ravel()])
+assert (indices == [[0, 7], [12, 14]]).all()
+
+winners = np.zeros((4, 4), dtype=bool)
+winners.ravel()[indices.ravel()] = True
+fig, axes = plt.subplots(1, 3, figsize=(9, 3))
+plot_matrix(fmap, ax=axes[0], highlight=winners, title="feature map, winners framed")
+plot_matrix(pooled[0, 0], ax=axes[1], vmin=0, vmax=9, title="max pooled")
+plot_matrix(indices, ax=axes[2], cmap="Greys", vmin=0, vmax=40, title="indices h*W + w")
+plt.show()
+
+# %% [markdown]
+# The gradient of max pooling goes only to the winners ("the max was chosen by that pixel alone"):
+
+# %%
+dout = np.array([[[[10., 20.], [30., 40.]]]])
+dx = F.max_pool2d_backward(dout, cache)
+print(dx[0, 0])
+assert dx[0, 0][winners].tolist() == [10, 20, 30, 40] and dx[0, 0][~winners].sum() == 0
+
+# %% [markdown]
+# ## 3.2 Unpooling: bed of nails, nearest neighbour, max unpooling
+#
+# Three ways to make a 2 x 2 map 4 x 4 without learned weights (lecture 001: "Разреженный unpooling",
+# "Ближайший сосед", "Max unpooling"):
+#
+# * **bed of nails**: each value goes to the top-left corner of its 2 x 2 block, zeros elsewhere;
+# * **nearest neighbour**: each value fills its whole block;
+# * **max unpooling** (SegNet): each value goes back to where max pooling found it, using the saved
+#   indices (lecture 004: "индексы максимальных значений после Max Pooling сохраняются и используются
+#   при Max Unpooling").
+
+# %%
+small = pooled[0, 0]
+
+def unpool_loop(x, mode, s=2):
+    out = np.zeros((x.shape[0] * s, x.shape[1] * s))
+    for p in range(x.shape[0]):
+        for q in range(x.shape[1]):
+            if mode == "nails":
+                out[s * p, s * q] = x[p, q]
+            else:                                       # nearest
+                out[s * p:s * p + s, s * q:s * q + s] = x[p, q]
+    return out
+
+nails, _ = F.unpool_bed_of_nails_forward(pooled, 2)
+nearest, _ = F.unpool_nearest_forward(pooled, 2)
+unpooled, _ = F.max_unpool2d_forward(pooled, cache.indices, kernel_size=2)
+assert (nails[0, 0] == unpool_loop(small, "nails")).all()
+assert (nearest[0, 0] == unpool_loop(small, "nearest")).all()
+assert (unpooled[0, 0] == [[4, 0, 0, 0],
+                           [0, 0, 0, 8],
+                           [0, 0, 0, 0],
+                           [6, 0, 9, 0]]).all()
+
+fig, axes = plt.subplots(1, 4, figsize=(12, 3))
+for ax, m, title in zip(axes, (fmap, nails[0, 0], nearest[0, 0], unpooled[0, 0]),
+                        ("before pooling", "bed of nails", "nearest neighbour", "max unpooling")):
+    plot_matrix(m, ax=ax, vmin=0, vmax=9, highlight=winners if title != "nearest neighbour" else None,
+                title=title)
+plt.show()
+
+# %% [markdown]
+# Max unpooling puts every value back in its place (framed), but everything that was not a maximum is
+# lost: it is not an inverse of pooling either. The decoder's convolutions have to fill the zeros in.
+#
+# ## 3.3 Transposed convolution: the lecture's 2 x 2 -> 4 x 4 example
+#
+# Lecture 002: "Input gives weight for filter". Each input value multiplies a copy of the kernel;
+# the copies are placed $S$ pixels apart and **summed where they overlap**:
+#
+# $$\text{out}[aS + i,\; bS + j] \mathrel{+}= x[a, b]\; w[i, j].$$
+#
+# Lecture 003's numbers: kernel
+# $\begin{smallmatrix}1&4&1\\1&4&3\\3&3&1\end{smallmatrix}$, input
+# $\begin{smallmatrix}2&1\\4&4\end{smallmatrix}$, stride 1:
+
+# %%
+kernel = np.array([[1, 4, 1],
+                   [1, 4, 3],
+                   [3, 3, 1]], dtype=np.float64)
+x2 = np.array([[2, 1],
+               [4, 4]], dtype=np.float64)
+expected = np.array([[ 2,  9,  6,  1],
+                     [ 6, 29, 30,  7],
+                     [10, 29, 33, 13],
+                     [12, 24, 16,  4]], dtype=np.float64)
+
+def conv_transpose_loop(x, w, stride=1):
+    K = w.shape[0]
+    out = np.zeros(((x.shape[0] - 1) * stride + K, (x.shape[1] - 1) * stride + K))
+    copies = []
+    for a in range(x.shape[0]):
+        for b in range(x.shape[1]):
+            copy = np.zeros_like(out)
+            copy[a * stride:a * stride + K, b * stride:b * stride + K] = x[a, b] * w
+            copies.append(copy)
+            out += copy
+    return out, copies
+
+out_loop, copies = conv_transpose_loop(x2, kernel)
+assert (out_loop == expected).all()
+
+fig, axes = plt.subplots(1, 5, figsize=(15, 3))
+for ax, c, (a, b) in zip(axes, copies, [(0, 0), (0, 1), (1, 0), (1, 1)]):
+    plot_matrix(c, ax=ax, vmin=0, vmax=33, fmt="{:.0f}", title=f"x[{a},{b}] = {x2[a, b]:.0f} times w")
+plot_matrix(out_loop, ax=axes[4], vmin=0, vmax=33, fmt="{:.0f}", title="sum = the lecture's output")
+plt.show()
+
+# %% [markdown]
+# **The matrix view.** In notebook 2 the convolution of a 4 x 4 input with this kernel was
+# $\mathbf{y} = C\mathbf{x}$ with the $4 \times 16$ matrix $C$. Multiplying by its transpose
+# $C^{\mathsf T}$ ($16 \times 4$) maps a 2 x 2 image back to a 4 x 4 one: that *is* the transposed
+# convolution, hence the name. The library offers both ways to compute it:
+# `method="im2col"` (fast: col2im of $W^{\mathsf T}x$, exactly the convolution's input gradient) and
+# `method="matrix"` (builds $C$ and multiplies by $C^{\mathsf T}$).
+
+# %%
+C = F.conv_matrix(kernel[None, None], (4, 4))                           # (4, 16), notebook 2
+assert (C == np.array([
+    [1, 4, 1, 0, 1, 4, 3, 0, 3, 3, 1, 0, 0, 0, 0, 0],
+    [0, 1, 4, 1, 0, 1, 4, 3, 0, 3, 3, 1, 0, 0, 0, 0],
+    [0, 0, 0, 0, 1, 4, 1, 0, 1, 4, 3, 0, 3, 3, 1, 0],
+    [0, 0, 0, 0, 0, 1, 4, 1, 0, 1, 4, 3, 0, 3, 3, 1]])).all()
+by_matrix = (C.T @ x2.ravel()).reshape(4, 4)
+fast, _ = F.conv_transpose2d_forward(x2[None, None], kernel[None, None])
+slow, _ = F.conv_transpose2d_forward(x2[None, None], kernel[None, None], method="matrix")
+assert (by_matrix == expected).all()
+assert np.allclose(fast[0, 0], expected) and np.allclose(slow[0, 0], expected)
+print(by_matrix)
+
+fig = plt.figure(figsize=(6, 5.6))
+cell = 0.3 / 6, 0.3 / 5.6                                # one matrix entry: 0.3 inch
+for left, m, title in ((0.1, C.T, "C^T (16 x 4)"), (0.45, x2.reshape(4, 1), "x"),
+                       (0.7, by_matrix.reshape(16, 1), "C^T x")):
+    rows, cols = m.shape
+    ax = fig.add_axes([left, 0.92 - rows * cell[1], cols * cell[0], rows * cell[1]])
+    plot_matrix(m, ax=ax, fmt="{:.0f}", fontsize=9, title=title)
+fig.text(0.37, 0.75, "x", fontsize=16); fig.text(0.58, 0.75, "=", fontsize=16)
+plt.show()
+
+# %% [markdown]
+# **Stride 2: the "upconv".** Lecture 002: "каждую клетку надо распаковать в 4 клетки ⇒ свёртка 3 x 3
+# со сдвигом 2". With stride $S$ the copies are placed $S$ pixels apart, and the output size inverts
+# the convolution's formula:
+#
+# $$O = (H - 1)\,S - 2P + D(K - 1) + P_{\text{out}} + 1,$$
+#
+# where $P_{\text{out}} < S$ is the `output_padding` argument.
+#
+# With $K = 3$, $S = 2$, $P = 0$ a 2 x 2 input becomes 5 x 5; `padding=1` crops one pixel from every
+# side of that and `output_padding=1` gives one row and column back at the bottom/right, so 2 x 2 ->
+# 4 x 4, an exact doubling. And it is still the transpose of a convolution matrix: that of the
+# stride-2 convolution that maps 5 x 5 back to 2 x 2.
+
+# %%
+full, _ = conv_transpose_loop(x2, kernel, stride=2)                     # 5 x 5
+up, _ = F.conv_transpose2d_forward(x2[None, None], kernel[None, None], stride=2)
+up4, _ = F.conv_transpose2d_forward(x2[None, None], kernel[None, None], stride=2, padding=1,
+                                    output_padding=1)
+C2 = F.conv_matrix(kernel[None, None], (5, 5), stride=2)                # (4, 25)
+assert np.allclose(up[0, 0], full) and np.allclose((C2.T @ x2.ravel()).reshape(5, 5), full)
+assert up4.shape == (1, 1, 4, 4) and np.allclose(up4[0, 0], full[1:5, 1:5])
+
+fig, axes = plt.subplots(1, 3, figsize=(10, 3.2))
+plot_matrix(x2, ax=axes[0], fmt="{:.0f}", title="input 2 x 2")
+plot_matrix(full, ax=axes[1], fmt="{:.0f}", title="stride 2: 5 x 5")
+plot_matrix(up4[0, 0], ax=axes[2], fmt="{:.0f}", title="padding 1, output_padding 1: 4 x 4")
+plt.show()
+
+# %% [markdown]
+# The same thing one input pixel at a time (`minimal_seg.conv_arithmetic`): each pixel writes a
+# 3 x 3 window of the canvas, the numbers count how many windows have written each cell so far, and
+# the hatched border is what `padding=1` crops away.
+
+# %%
+fig, axes = plt.subplots(1, 4, figsize=(16, 3.8))
+for step, ax in enumerate(axes):
+    draw_transposed_conv(2, 3, stride=2, padding=1, output_padding=1, step=step, ax=ax)
+plt.tight_layout(); plt.show()
+
+# %% [markdown]
+# ## 3.4 Transpose is not inverse
+#
+# $C$ maps 16 numbers to 4, so no matrix can undo it; $C^{\mathsf T}$ only has the right *shape*.
+# Convolve and transpose-convolve the 4 x 4 input of notebook 2: we do not get it back.
+
+# %%
+x4 = np.arange(16, dtype=np.float64).reshape(4, 4)
+y = C @ x4.ravel()
+back = (C.T @ y).reshape(4, 4)
+print("C C^T =\n", C @ C.T)
+fig, axes = plt.subplots(1, 3, figsize=(10, 3.2))
+plot_matrix(x4, ax=axes[0], fmt="{:.0f}", title="x")
+plot_matrix(y.reshape(2, 2), ax=axes[1], fmt="{:.0f}", title="C x")
+plot_matrix(back, ax=axes[2], fmt="{:.0f}", title="C^T C x  (not x!)")
+plt.show()
+assert not np.allclose(back, x4) and np.linalg.matrix_rank(C.T @ C) == 4
+
+# %% [markdown]
+# What the transpose *does* guarantee is the **adjoint identity**
+# $\langle C\mathbf{x}, \mathbf{y}\rangle = \langle \mathbf{x}, C^{\mathsf T}\mathbf{y}\rangle$
+# for every $\mathbf{x}, \mathbf{y}$. It is why the transposed convolution's forward pass is the
+# convolution's backward pass (and vice versa). Checked for a strided, padded, multi-channel case:
+
+# %%
+rng = np.random.default_rng(0)
+w = rng.standard_normal((3, 2, 3, 3))                    # conv: 2 -> 3 channels
+xa = rng.standard_normal((1, 2, 9, 8))
+opts = dict(stride=2, padding=1)
+cx, _ = F.conv2d_forward(xa, w, **opts)                  # (1, 3, 5, 4)
+yb = rng.standard_normal(cx.shape)
+cty, _ = F.conv_transpose2d_forward(yb, w, **opts, output_padding=(0, 1))   # back to (1, 2, 9, 8)
+print(f"<Cx, y> = {np.sum(cx * yb):.10f}\n<x, C^T y> = {np.sum(xa * cty):.10f}")
+assert cty.shape == xa.shape and np.isclose(np.sum(cx * yb), np.sum(xa * cty))
+
+# %% [markdown]
+# ## 3.5 The checkerboard effect, seen in the overlap map
+#
+# With kernel 3 and stride 2 the copies of the kernel overlap *unevenly*: some output pixels get
+# one copy, some two, some four. Transposed-convolving an all-ones input with an all-ones kernel counts
+# the copies at each pixel (the **overlap map**). Whatever a trained kernel learns, it has to fight
+# this pattern, and the result often shows a checkerboard. When the kernel size is a multiple of the
+# stride the overlap is even (away from the border).
+
+# %%
+ones = np.ones((1, 1, 6, 6))
+cases = [(3, 2), (4, 2), (2, 2)]
+fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
+for ax, (k, s) in zip(axes, cases):
+    overlap, _ = F.conv_transpose2d_forward(ones, np.ones((1, 1, k, k)), stride=s)
+    plot_matrix(overlap[0, 0], ax=ax, fmt="{:.0f}", vmin=0, vmax=4, fontsize=7,
+                title=f"kernel {k}, stride {s}: overlap map")
+plt.show()
+
+
+# %% [markdown]
+# The overlap map is the worst case, an all-ones kernel. A kernel whose shifted copies add up to a
+# constant turns a flat input into a flat output: the **bilinear kernel** below is one, and FCN
+# initialises its transposed convolutions with it (training may move them away from it again).
+#
+# ## 3.6 Bilinear upsampling and the bilinear kernel
+#
+# Bilinear upsampling (PyTorch's `align_corners=False`) interpolates linearly along each axis.
+# Output pixel $o$ of an axis reads the input at the real coordinate
+# $u = \max\big((o + \tfrac12)\,\tfrac{H_\text{in}}{H_\text{out}} - \tfrac12,\; 0\big)$:
+#
+# $$\text{out}[o] = (1 - t)\,x[i_0] + t\,x[i_1], \qquad i_0 = \lfloor u \rfloor,\;
+# i_1 = \min(i_0 + 1, H_\text{in} - 1),\; t = u - i_0 .$$
+#
+# One axis is a matrix $A$ ($H_\text{out} \times H_\text{in}$); the image is $A_h X A_w^{\mathsf T}$.
+
+# %%
+def linear_upsample_loop(v, out_size):
+    n = len(v)
+    out = np.zeros(out_size)
+    for o in range(out_size):
+        u = max((o + 0.5) * n / out_size - 0.5, 0.0)
+        i0 = int(np.floor(u)); i1 = min(i0 + 1, n - 1); t = u - i0
+        out[o] = (1 - t) * v[i0] + t * v[i1]
+    return out
+
+v = np.array([0.0, 4.0, 2.0, 6.0])
+A = F.linear_interpolation_matrix(4, 8)                  # (8, 4)
+assert np.allclose(A @ v, linear_upsample_loop(v, 8))
+
+X = fmap[None, None]
+bil, _ = F.upsample_bilinear_forward(X, scale=2)
+assert np.allclose(bil[0, 0], A @ fmap @ A.T)
+
+fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), gridspec_kw={"width_ratios": [4, 3, 8]})
+plot_matrix(A, ax=axes[0], fmt="{:.2f}", fontsize=7, title="A (8 x 4): rows sum to 1")
+centres = np.arange(4) * 2 + 0.5                         # input pixel centres, in output pixels
+axes[1].plot(np.linspace(-0.5, 7.5, 200), np.interp(np.linspace(-0.5, 7.5, 200), centres, v), "--",
+             color="grey", lw=1)
+axes[1].plot(centres, v, "o", label="input (at its pixel centres)")
+axes[1].plot(np.arange(8), A @ v, "s", label="bilinear x2")
+axes[1].legend(fontsize=7, loc="lower right"); axes[1].set_title("one axis")
+plot_matrix(bil[0, 0], ax=axes[2], fmt="{:.1f}", fontsize=7, title="the 4 x 4 feature map, x2")
+plt.show()
+
+# %% [markdown]
+# Upsampling by an integer factor $s$ is also a transposed convolution with kernel $2s$, stride $s$,
+# padding $s/2$ and the **bilinear kernel**
+# $w[i, j] = f(i) f(j)$, $f(i) = 1 - |i - c| / s$ (a tent; `F.bilinear_kernel`). Away from the
+# border (where bilinear upsampling repeats the edge and the transposed convolution sees zeros) the
+# two agree exactly; this is how FCN starts its learned upsampling layers.
+
+# %%
+s = 2
+tent = F.bilinear_kernel(2 * s)
+print("bilinear kernel 4 x 4:\n", tent)
+img = np.random.default_rng(1).standard_normal((1, 1, 6, 6))
+by_conv, _ = F.conv_transpose2d_forward(img, tent[None, None], stride=s, padding=s // 2)
+by_interp, _ = F.upsample_bilinear_forward(img, scale=s)
+assert np.allclose(by_conv[0, 0, 1:-1, 1:-1], by_interp[0, 0, 1:-1, 1:-1])
+
+overlap, _ = F.conv_transpose2d_forward(np.ones((1, 1, 4, 4)), tent[None, None], stride=s, padding=s // 2)
+fig, axes = plt.subplots(1, 4, figsize=(14, 3.4))
+axes[0].imshow(img[0, 0], cmap="viridis"); axes[0].set_title("input 6 x 6")
+axes[1].imshow(by_interp[0, 0], cmap="viridis"); axes[1].set_title("bilinear upsampling x2")
+axes[2].imshow(by_conv[0, 0], cmap="viridis"); axes[2].set_title("transposed conv, bilinear kernel")
+plot_matrix(overlap[0, 0], ax=axes[3], fmt="{:.2f}", fontsize=7, title="its overlap map (4 x 4 input)")
+for ax in axes[:3]:
+    ax.set_axis_off()
+plt.show()
+
+# %% [markdown]
+# ## Summary
+#
+# * Max pooling keeps the largest value of each window and (in the library) the flat index $hW + w$
+#   of the winner; its gradient flows to the winners only.
+# * Unpooling without weights: bed of nails, nearest neighbour, and max unpooling with the saved
+#   indices (SegNet).
+# * The transposed convolution adds a copy of the kernel, weighted by each input value, $S$ pixels
+#   apart. It is multiplication by $C^{\mathsf T}$: the lecture's 2 x 2 -> 4 x 4 example is
+#   $C^{\mathsf T}$ (16 x 4) times the input.
+# * $C^{\mathsf T}$ is not $C^{-1}$; what holds is $\langle Cx, y\rangle = \langle x, C^{\mathsf T}y\rangle$,
+#   so a transposed convolution's forward pass is a convolution's backward pass.
+# * Uneven overlap (kernel size not a multiple of the stride) is the source of checkerboard artefacts;
+#   the bilinear kernel is a transposed convolution that upsamples smoothly.
+#
+# ## Exercises
+#
+# 1. Max pooling with kernel 3, stride 1, padding 1 keeps the size. What does it do to a binary mask?
+#    Look at `cache.indices`: which pixels win several windows?
+# 2. For non-overlapping windows, show that `max_pool2d_backward(dout)` equals
+#    `max_unpool2d_forward(dout, indices)`. Why does this fail when stride < kernel?
+# 3. *Transpose is not inverse.* Find a nonzero 4 x 4 input $x$ with $Cx = 0$ (hint: the null space of
+#    $C$ from `np.linalg.svd`). What is $C^{\mathsf T} C x$? Compare $C^{\mathsf T}$ with the
+#    pseudo-inverse `np.linalg.pinv(C)`.
+# 4. Draw the overlap maps of (kernel, stride) = (5, 2), (6, 3), (4, 3). State the rule.
+# 5. Build the 2-D bilinear matrix as `np.kron(A_h, A_w)` and check it against
+#    `upsample_bilinear_forward` on a 3 x 5 input upsampled to 7 x 9.
