@@ -34,6 +34,8 @@ from ..backend import array_module
 from .common import check_nchw, window
 from .shapes import conv2d_output_shape, nonnegative_pair, positive_pair
 
+__all__ = ["im2col", "col2im", "conv_weight_grad", "conv_options", "ConvOptions", "channels_first", "batch_first"]
+
 
 class ConvOptions(NamedTuple):
     """kernel_size, stride, padding, dilation of a convolution, each an (h, w) pair."""
