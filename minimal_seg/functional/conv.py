@@ -74,9 +74,7 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, method="fast")
 
 def conv2d_backward(dout, cache):
     """Gradients of conv2d: dout (N, OC, OH, OW) -> (dx, dw, db); db is None without bias."""
-    check_dout(dout, (cache.x.shape[0], cache.w.shape[0]) + tuple(cache.out_size))
-    dx, dw = CONV2D_METHODS[cache.method][1](dout, cache)
-    return dx, dw, _bias_grad(dout, cache)
+    return _backward(CONV2D_METHODS, dout, cache, out_channels=cache.w.shape[0])
 
 
 def _conv2d_reference(x, w, b, cache):
@@ -120,9 +118,7 @@ def conv_transpose2d_forward(x, w, b=None, stride=1, padding=0, output_padding=0
 
 def conv_transpose2d_backward(dout, cache):
     """Gradients of conv_transpose2d: dout (N, C_out, OH, OW) -> (dx, dw, db); db is None without bias."""
-    check_dout(dout, (cache.x.shape[0], cache.w.shape[1]) + tuple(cache.out_size))
-    dx, dw = CONV_TRANSPOSE2D_METHODS[cache.method][1](dout, cache)
-    return dx, dw, _bias_grad(dout, cache)
+    return _backward(CONV_TRANSPOSE2D_METHODS, dout, cache, out_channels=cache.w.shape[1])
 
 
 def _conv_transpose2d_reference(x, w, b, cache):
@@ -174,8 +170,11 @@ def _new_cache(x, w, b, opts, out_size, method, **extra):
                  out_size=tuple(out_size), has_bias=b is not None, method=method, **extra)
 
 
-def _bias_grad(dout, cache):
-    return dout.sum(axis=(0, 2, 3)) if cache.has_bias else None
+def _backward(methods, dout, cache, out_channels):
+    """(dx, dw, db): dout checked against the forward's output, (dx, dw) by the cache's method, db here."""
+    check_dout(dout, (cache.x.shape[0], out_channels) + cache.out_size)
+    dx, dw = methods[cache.method][1](dout, cache)
+    return dx, dw, dout.sum(axis=(0, 2, 3)) if cache.has_bias else None
 
 
 def _check_weight(x, w, b, x_channels_axis, name_in):
