@@ -69,28 +69,6 @@ def test_conv2d_hand_example(xp):
     np.testing.assert_array_equal(to_numpy(out)[0, 0], expected)
 
 
-def test_im2col_columns_are_windows(xp):
-    # cols is (C*KH*KW, N*OH*OW): column (n, p, q) is the window of image n at output (p, q),
-    # flattened in (c, i, j) order, the order of w.reshape(OC, C*KH*KW).
-    x = np.arange(2 * 2 * 5 * 5, dtype=np.float64).reshape(2, 2, 5, 5)
-    cols = to_numpy(im2col(xp.asarray(x), 3, stride=2, padding=1))
-    xpad = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
-    assert cols.shape == (2 * 9, 2 * 9)
-    for n in range(2):
-        for p in range(3):
-            for q in range(3):
-                window = xpad[n, :, 2 * p:2 * p + 3, 2 * q:2 * q + 3].ravel()
-                np.testing.assert_array_equal(cols[:, n * 9 + p * 3 + q], window)
-
-
-@pytest.mark.parametrize("size,k,s,p,d", CONV_CASES)
-def test_im2col_col2im_adjoint(xp, rng, size, k, s, p, d):
-    x = xp.asarray(rand(rng, (2, 3) + size))
-    cols = im2col(x, k, s, p, d)
-    y = xp.asarray(rand(rng, cols.shape))
-    assert dot(cols, y) == pytest.approx(dot(x, col2im(y, x.shape, k, s, p, d)), rel=1e-12)
-
-
 @pytest.mark.parametrize("size,k,s,p,d", CONV_CASES)
 @pytest.mark.parametrize("method", METHODS)
 def test_conv2d_gradcheck(xp, rng, size, k, s, p, d, method):

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 from ..backend import array_module
 from . import _conv_fast, conv_matrix
-from ._im2col_budget import get_im2col_budget, set_im2col_budget, use_im2col_budget  # noqa: F401 (the fast path's knobs)
+from ._im2col_budget import get_im2col_budget, set_im2col_budget, use_im2col_budget  # noqa: F401 (re-exported)
 from .common import Cache, check_array, check_dout, check_float, check_nchw, check_ndim, check_same_module
 from .im2col import batch_first, channels_first, col2im, conv_options, conv_weight_grad, im2col
 from .shapes import conv2d_output_shape, conv_transpose2d_output_shape, nonnegative_pair
@@ -61,7 +61,7 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, method="fast")
     """2-D convolution (cross-correlation, as PyTorch): x (N, C, H, W) -> out (N, OC, OH, OW).
 
     w (OC, C, KH, KW), b (OC,) or None; stride, padding, dilation: an int or
-    an (h, w) pair; method: a key of ``CONV2D_METHODS``::
+    an (h, w) pair; method: ``"fast"`` (default), ``"reference"`` or ``"matrix"``::
 
         out[n, o, p, q] = b[o] + sum_{c,i,j} w[o, c, i, j] * xpad[n, c, p*SH + i*DH, q*SW + j*DW]
     """
@@ -101,8 +101,8 @@ def _conv2d_reference_backward(dout, cache):
 def conv_transpose2d_forward(x, w, b=None, stride=1, padding=0, output_padding=0, dilation=1, method="fast"):
     """Transposed convolution, out = C^T x: x (N, C_in, H, W) -> out (N, C_out, OH, OW).
 
-    w (C_in, C_out, KH, KW), b (C_out,) or None; method: a key of
-    ``CONV_TRANSPOSE2D_METHODS``. Output size, with output_padding OP < max(S, D)::
+    w (C_in, C_out, KH, KW), b (C_out,) or None; method: ``"fast"`` (default),
+    ``"reference"`` or ``"matrix"``. Output size, with output_padding OP < max(S, D)::
 
         OH = (H-1)*SH - 2*PH + DH*(KH-1) + OPH + 1          (likewise OW)
     """
