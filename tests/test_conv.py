@@ -1,4 +1,5 @@
-"""conv2d, conv_transpose2d, im2col/col2im: hand examples, gradient checks, PyTorch, adjoints."""
+"""conv2d and conv_transpose2d: hand examples, gradient checks, PyTorch, adjoints, and every method equal to the
+reference over the option grid (im2col and col2im themselves: test_im2col.py)."""
 import numpy as np
 import pytest
 from helpers import assert_close, dot, rand, to_torch, torch_or_skip
@@ -9,7 +10,6 @@ from minimal_seg.functional._im2col_budget import batch_chunks
 from minimal_seg.functional.conv import (
     CONV2D_METHODS,
     CONV_TRANSPOSE2D_METHODS,
-    col2im,
     conv2d_backward,
     conv2d_forward,
     conv_transpose2d_backward,
