@@ -15,7 +15,7 @@ from minimal_seg.functional.im2col import (
 )
 
 # (input size, kernel, stride, padding, dilation): odd/even sizes, non-square pairs, windows that overlap,
-# that touch, that skip pixels, and out_size smaller than the formula's (the transposed conv's use)
+# that touch, that skip pixels
 CASES = [
     ((5, 4), 3, 1, 1, 1),
     ((7, 9), 3, 2, 0, 2),
