@@ -66,7 +66,8 @@ def test_arrays_on_two_backends_are_refused(monkeypatch):
     real = backend.array_module
     monkeypatch.setattr(backend, "array_module", lambda a: other if isinstance(a, DeviceArray) else real(a))
     x, w = np.zeros(3), np.zeros(3).view(DeviceArray)
-    with pytest.raises(TypeError, match=r"x and w live on different backends \(numpy vs test_common\); move them explicitly"):
+    message = r"x and w live on different backends \(numpy vs test_common\); move them explicitly"
+    with pytest.raises(TypeError, match=message):
         check_same_module("x", x, "w", w)
     check_same_module("w", w, "v", np.ones(2).view(DeviceArray))  # both on the other one: fine
 
