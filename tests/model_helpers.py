@@ -1,4 +1,4 @@
-"""Helpers for the model tests (test_models.py, test_unet.py, ... test_blocks.py, test_branches.py).
+"""Helpers for the model tests (test_models.py, test_unet.py, ..., test_blocks.py, test_branches.py).
 
 Tolerances of a whole-model gradient check: eps = 1e-6 (not 1e-5) keeps the
 central differences off the kinks of ReLU and max pooling (a difference that
@@ -14,10 +14,8 @@ kink, where a central difference means nothing.
 """
 import numpy as np
 
-from minimal_seg import nn
 from minimal_seg.backend import asarray
 from minimal_seg.models import build_model
-from minimal_seg.models.blocks import PoolingBranch, SpatialPyramid
 
 EPS, MODEL_TOL = 1e-6, 1e-5
 # LinkNet's decoder block narrows to C/4 channels; at C = 4 that is one channel, whose BatchNorm
@@ -43,54 +41,3 @@ def tiny(name, **kw):
 def randn(xp, shape, seed=0):
     """Standard normal float64 array on the backend of ``xp``."""
     return xp.asarray(np.random.default_rng(seed).standard_normal(shape))
-
-
-def torch_forward(layer, t, weights):
-    """Run one of our layers (a head or anything inside one) in PyTorch with the same weights.
-
-    ``weights``: (id(layer), key) -> torch tensor. BatchNorm in training mode.
-    """
-    import torch
-    import torch.nn.functional as TF
-
-    p = lambda key: weights.get((id(layer), key))  # noqa: E731
-    if isinstance(layer, SpatialPyramid):
-        return torch_forward(layer.project, torch_forward(layer.branches, t, weights), weights)
-    if isinstance(layer, nn.Parallel):
-        return torch.cat([torch_forward(b, t, weights) for b in layer.branches.values()], dim=1)
-    if isinstance(layer, nn.Sequential):
-        for sub in layer.layers:
-            t = torch_forward(sub, t, weights)
-        return t
-    if isinstance(layer, PoolingBranch):
-        y = TF.adaptive_avg_pool2d(t, layer.pool.output_size)
-        y = torch_forward(layer.conv, y, weights)
-        return TF.interpolate(y, size=tuple(t.shape[2:]), mode="bilinear", align_corners=False)
-    if isinstance(layer, nn.Conv2d):
-        return TF.conv2d(t, p("w"), p("b"), **layer.options)
-    if isinstance(layer, nn.BatchNorm2d):
-        return TF.batch_norm(t, None, None, p("gamma"), p("beta"), training=True, eps=layer.eps)
-    if isinstance(layer, nn.ReLU):
-        return TF.relu(t)
-    if isinstance(layer, nn.Identity):
-        return t
-    raise TypeError(f"no torch counterpart for {type(layer).__name__}")
-
-
-def assert_head_matches_torch(head, x, dout, xp):
-    """Forward, input gradient and every parameter gradient of ``head`` against PyTorch (float64)."""
-    from helpers import assert_close, to_torch
-
-    weights = {}
-    for _, layer in head.modules():
-        for key, value in layer.params.items():
-            weights[(id(layer), key)] = to_torch(value, requires_grad=True)
-    tx = to_torch(x, requires_grad=True)
-    tout = torch_forward(head, tx, weights)
-    assert_close(head(xp.asarray(x)), tout)
-    tout.backward(to_torch(dout))
-    head.zero_grad()
-    assert_close(head.backward(xp.asarray(dout)), tx.grad)
-    for _, layer in head.modules():
-        for key, grad in layer.grads.items():
-            assert_close(grad, weights[(id(layer), key)].grad)

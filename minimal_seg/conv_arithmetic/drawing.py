@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..functional.shapes import conv2d_output_shape, conv_transpose2d_output_shape, nonnegative_pair, positive_pair
-from .windows import conv_window, transposed_as_direct_conv, transposed_conv_window
+from .windows import conv_window, transposed_as_direct_conv, transposed_conv_window, transposed_options
 
 # Colours (ColorBrewer blues and greens): input blue, output green, current window dark.
 INPUT = "#9ecae1"
@@ -188,13 +188,8 @@ def draw_transposed_conv(input_size, kernel_size, stride=1, padding=0, output_pa
     """
     if view not in ("scatter", "direct"):
         raise ValueError(f"view must be 'scatter' or 'direct', got {view!r}")
-    h, w = positive_pair(input_size, "input_size")
-    k = positive_pair(kernel_size, "kernel_size")
-    s = positive_pair(stride, "stride")
-    p = nonnegative_pair(padding, "padding")
-    op = nonnegative_pair(output_padding, "output_padding")
-    d = positive_pair(dilation, "dilation")
-    out = conv_transpose2d_output_shape((h, w), k, s, p, op, d)
+    (h, w), k, s, p, op, d, out = transposed_options(input_size, kernel_size, stride, padding, output_padding,
+                                                     dilation)
     formula = _formulas(_transposed_formula, ((h, k[0], s[0], p[0], op[0], d[0]),
                                               (w, k[1], s[1], p[1], op[1], d[1])))
     detail = (f"kernel {_size_text(k)}, stride {_num(s)}, padding {_num(p)},\n"

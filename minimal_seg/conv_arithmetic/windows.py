@@ -32,6 +32,20 @@ def transposed_conv_window(pixel, kernel_size, stride=1, dilation=1) -> list[tup
     return conv_window(pixel, kernel_size, stride, dilation)
 
 
+def transposed_options(input_size, kernel_size, stride=1, padding=0, output_padding=0, dilation=1):
+    """A transposed conv's options as checked (h, w) pairs, and its output size (OH, OW).
+
+    Returns ((H, W), k, s, p, output_padding, d, (OH, OW)); raises ValueError naming a bad option.
+    """
+    size = positive_pair(input_size, "input_size")
+    k = positive_pair(kernel_size, "kernel_size")
+    s = positive_pair(stride, "stride")
+    p = nonnegative_pair(padding, "padding")
+    op = nonnegative_pair(output_padding, "output_padding")
+    d = positive_pair(dilation, "dilation")
+    return size, k, s, p, op, d, conv_transpose2d_output_shape(size, k, s, p, op, d)
+
+
 def transposed_as_direct_conv(input_size, kernel_size, stride=1, padding=0, output_padding=0, dilation=1):
     """The stride-1 convolution that computes a transposed convolution ("direct" view), per axis.
 
@@ -41,13 +55,8 @@ def transposed_as_direct_conv(input_size, kernel_size, stride=1, padding=0, outp
     output size). The kernel is flipped in both axes. Raises ValueError when
     P > D*(K-1) (the picture would need negative padding).
     """
-    h, w = positive_pair(input_size, "input_size")
-    k = positive_pair(kernel_size, "kernel_size")
-    s = positive_pair(stride, "stride")
-    p = nonnegative_pair(padding, "padding")
-    op = nonnegative_pair(output_padding, "output_padding")
-    d = positive_pair(dilation, "dilation")
-    out = conv_transpose2d_output_shape((h, w), k, s, p, op, d)
+    (h, w), k, s, p, op, d, out = transposed_options(input_size, kernel_size, stride, padding, output_padding,
+                                                     dilation)
     before = tuple(d[a] * (k[a] - 1) - p[a] for a in range(2))
     if min(before) < 0:
         raise ValueError(
