@@ -14,7 +14,8 @@ from model_helpers import EPS, MODEL_TOL, off_init, randn
 from minimal_seg import nn
 from minimal_seg.backend import array_module, to_numpy
 from minimal_seg.gradcheck import gradcheck_layer
-from minimal_seg.models.blocks import Encoder, PoolingBranch, SpatialPyramid, conv_bn_relu, level_widths, positive_ints
+from minimal_seg.models.blocks import (Encoder, PoolingBranch, SpatialPyramid, conv_bn_relu, level_widths,
+                                        positive_ints)
 from minimal_seg.models.deeplab import ASPP
 from minimal_seg.models.pspnet import PyramidPooling
 
