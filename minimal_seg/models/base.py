@@ -53,9 +53,11 @@ class Model(Layer):
         return F.pad_to_multiple_backward(d, self.cache.pad)
 
     def forward_body(self, x):
+        """The architecture: x (N, C, H', W') padded -> logits (N, K, H', W'). Each model defines it."""
         raise NotImplementedError(f"{type(self).__name__} must define forward_body(x)")
 
     def backward_body(self, dout):
+        """dout (N, K, H', W') -> dx (N, C, H', W'), by hand, in the reverse order of ``forward_body``."""
         raise NotImplementedError(f"{type(self).__name__} must define backward_body(dout)")
 
     def summary(self, input_shape, print_fn=print):
