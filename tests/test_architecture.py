@@ -4,13 +4,16 @@ The library is read bottom-up, each layer built only on the ones below it::
 
     backend <- functional <- nn <- models <- train <- cli
 
-``LAYERS`` below is that chain with every other module placed where its
-imports put it (read them with ``python -m pytest tests/test_architecture.py``
-after moving something). The rules, checked on the source with ``ast``
-(absolute and relative imports, at module level and inside functions):
+``LAYERS`` below is that chain, one row per layer, with every other module
+placed where its imports put it: in the lowest row above everything it
+imports (a new module is placed by the same rule). The tools that measure the
+library (bench, compare) sit above train. The rules, checked on the source
+with ``ast`` (absolute and relative imports, at module level and inside
+functions):
 
 1. every top-level module or package of minimal_seg/ has a row in LAYERS;
-2. a module imports from its own row and the rows below, never from above;
+2. a module imports from its own row and the rows below, never from above
+   (modules of one row may import each other);
 3. nothing in functional/ imports numpy: an op takes its array module from
    its input (``xp = array_module(x)``), so it runs on CuPy too.
 
@@ -104,6 +107,15 @@ def violations(root: Path, sources: dict | None = None) -> list:
 
 def test_every_file_keeps_the_layering():
     assert violations(PACKAGE) == []
+
+
+def test_the_table_keeps_designs_order():
+    """Each unit has one row, and DESIGN's chain runs upward (a violation is not fixed by moving a row)."""
+    units = [unit for _, row in LAYERS for unit in row]
+    assert len(units) == len(set(units))
+    chain = ["backend", "functional", "nn", "models", "train", "bench", "cli"]
+    assert [ROW[unit] for unit in chain] == sorted(ROW[unit] for unit in chain)
+    assert len({ROW[unit] for unit in chain}) == len(chain)
 
 
 def test_the_check_reads_every_file_and_its_imports():
