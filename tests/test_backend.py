@@ -1,14 +1,9 @@
-"""The NumPy/CuPy switch, and the rule that functional code never calls numpy directly."""
-import ast
-import pathlib
+"""The NumPy/CuPy switch. (That functional code never imports numpy is checked in test_architecture.py.)"""
 
 import numpy as np
 import pytest
 
-import minimal_seg
 from minimal_seg import backend
-
-FUNCTIONAL = pathlib.Path(minimal_seg.__file__).parent / "functional"
 
 
 def test_default_is_numpy():
@@ -57,26 +52,3 @@ def test_env_variable_selects_backend(tmp_path):
     bad = subprocess.run([sys.executable, "-c", code], env={"MINIMAL_SEG_BACKEND": "tpu", "PATH": ""},
                          capture_output=True, text=True)
     assert bad.returncode != 0 and "MINIMAL_SEG_BACKEND must be one of" in bad.stderr
-
-
-def _numpy_uses(path):
-    """Names under which a module imports numpy (functional code must use the array module)."""
-    tree = ast.parse(path.read_text())
-    found = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found += [a.name for a in node.names if a.name.split(".")[0] == "numpy"]
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "numpy":
-            found.append(node.module)
-    return found
-
-
-@pytest.mark.parametrize("path", sorted(FUNCTIONAL.glob("*.py")), ids=lambda p: p.name)
-def test_functional_never_imports_numpy(path):
-    assert _numpy_uses(path) == [], f"{path.name} imports numpy; use xp = array_module(x)"
-
-
-def test_the_numpy_check_can_fail(tmp_path):
-    bad = tmp_path / "bad.py"
-    bad.write_text("import numpy as np\nfrom numpy.lib import stride_tricks\n")
-    assert _numpy_uses(bad) == ["numpy", "numpy.lib"]

@@ -1,7 +1,7 @@
 """Layers: thin wrappers that hold state, call their functional pair, and pass gradient checks."""
 import numpy as np
 import pytest
-from helpers import rand, to_torch, torch_or_skip, assert_close
+from helpers import rand, torch_or_skip
 
 from minimal_seg import nn
 from minimal_seg import functional as F

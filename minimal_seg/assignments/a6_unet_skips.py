@@ -14,9 +14,9 @@ passes of its blocks. Every block (a layer or an nn.Sequential) has
 ``block.backward(d) -> d_input`` and adds its own parameter gradients into
 its ``grads``. The only new thing you write is the order, and the sum.
 
-This is what ``model.forward(x)`` did (models/unet.py), for depth levels::
+This is what ``model.forward(x)`` did (models/base.py and models/unet.py), for depth levels::
 
-    x, model._pad = F.pad_to_multiple_forward(x, 2**depth)    # zero-pad H, W to multiples
+    x, pad = F.pad_to_multiple_forward(x, 2**depth)           # zero-pad H, W to multiples
     for level in 0, 1, ..., depth-1:                          # encoder, top down
         features[level] = model.enc[level](x)
         x = model.pools[level](features[level])               # path 1: down
@@ -25,14 +25,14 @@ This is what ``model.forward(x)`` did (models/unet.py), for depth levels::
         x = model.ups[level](x)
         x, model._concat[level] = F.concat_forward([features[level], x])   # path 2: across
         x = model.dec[level](x)
-    model._padded_size = x.shape[2:]
-    logits = F.crop(model.head(x), model._pad.size)           # back to the input's size
+    logits, crop = F.crop_forward(model.head(x), (H, W))      # back to the input's size
+    model.cache = Cache(pad=pad, crop=crop)
 
 (with ``model.skips == False`` the concat is left out.) You may use these
 helpers from ``minimal_seg.functional`` (imported as F below), the backward
 passes of the three that only move numbers around:
 
-    F.uncrop(dout, size)               crop's backward: dout placed in zeros of ``size``
+    F.crop_backward(dout, cache)       crop's backward: dout placed in zeros of the padded size
     F.concat_backward(d, cache)        -> [d_features, d_up], the split of the channels
     F.pad_to_multiple_backward(d, cache)   the pad's backward: a crop
 
@@ -47,13 +47,13 @@ from minimal_seg import functional as F
 def unet_backward(model, dout):
     """Backward pass of a minimal_seg.models.UNet, right after ``model.forward(x)``.
 
-    model  a UNet; its forward pass left its caches (model._pad, model._concat,
-           model._padded_size) and every block's cache behind
+    model  a UNet; its forward pass left its caches (model.cache.pad, model.cache.crop,
+           model._concat) and every block's cache behind
     dout   (N, num_classes, H, W), the gradient of the logits
     returns dx (N, in_channels, H, W); every parameter gradient has been ADDED
            into its layer's ``grads`` by the blocks' own backward passes
 
-    In reverse order: head (on the padded size: uncrop first), then for
+    In reverse order: the crop's backward, head, then for
     level = 0, 1, ..., depth-1: dec[level], split the concat into (d_skip, d_up),
     ups[level]; then the bottleneck; then for level = depth-1, ..., 0:
     pools[level], and at the encoder output
@@ -63,7 +63,7 @@ def unet_backward(model, dout):
     then enc[level]; finally the pad's backward.
     """
     # ===== START SOLUTION: the reverse pass, summing at every skip =====
-    d = model.head.backward(F.uncrop(dout, model._padded_size))
+    d = model.head.backward(F.crop_backward(dout, model.cache.crop))
     d_skip = {}
     for level in range(model.depth):  # the decoder ran bottom up, so undo it top down
         d = model.dec[level].backward(d)
@@ -75,5 +75,5 @@ def unet_backward(model, dout):
         d_pool = model.pools[level].backward(d)
         d = d_pool + d_skip[level] if model.skips else d_pool
         d = model.enc[level].backward(d)
-    return F.pad_to_multiple_backward(d, model._pad)
+    return F.pad_to_multiple_backward(d, model.cache.pad)
     # ===== END SOLUTION =====

@@ -58,10 +58,10 @@ from .loss import (
 from .tensor import (
     concat_backward,
     concat_forward,
-    crop,
+    crop_backward,
+    crop_forward,
     pad_to_multiple_backward,
     pad_to_multiple_forward,
-    uncrop,
 )
 from .adaptive_pool import adaptive_avg_pool2d_backward, adaptive_avg_pool2d_forward, adaptive_pool_matrix
 from .linear import flatten_backward, flatten_forward, linear_backward, linear_forward

@@ -1,19 +1,26 @@
-"""Ops that only move numbers around: channel concatenation and pad/crop.
+"""Ops that only move numbers around: channel concatenation, zero padding and cropping.
 
 U-Net's skip connection concatenates encoder and decoder features along the
 channel axis; its backward splits the gradient at the same place::
 
     out = concat([a, b], axis=1)   ->   da = dout[:, :Ca],  db = dout[:, Ca:]
 
-``pad_to_multiple`` pads the bottom/right of an image with zeros so that a
-network that halves the size ``depth`` times sees a size divisible by
-2**depth; the model crops its output back. The backward of a zero pad is the
-crop, and the backward of a crop is the zero pad.
+A network that halves the size ``depth`` times needs H and W divisible by
+2**depth. ``pad_to_multiple`` zero-pads the bottom/right of the input up to
+the next multiple, and ``crop`` cuts the logits back to the input's size
+(``models.Model.forward`` does both, once, around every model's body)::
+
+    x (H, W) ─ pad to (H', W') ─ body ─ crop to (H, W) ─ logits
+
+Each is the other's backward: the gradient of a zero pad is the crop of
+dout back to (H, W) (the padded zeros depend on nothing), and the gradient
+of a crop is dout put back in the top-left of zeros (H', W') (the cut-off
+pixels were not used).
 """
 from __future__ import annotations
 
 from ..backend import array_module
-from .common import Cache, check_nchw
+from .common import Cache, check_dout, check_nchw
 
 
 def concat_forward(xs, axis: int = 1):
@@ -29,40 +36,54 @@ def concat_backward(dout, cache):
     return xp.split(dout, bounds, axis=cache.axis)
 
 
-def pad_to_multiple_forward(x, multiple: int):
-    """Zero-pad x (N, C, H, W) at the bottom/right to (N, C, H', W') with H', W' multiples of ``multiple``.
-
-    cache: the original size (H, W).
-    """
-    check_nchw(x)
-    h, w = x.shape[2:]
-    ph, pw = -h % multiple, -w % multiple
-    xp = array_module(x)
-    out = xp.pad(x, ((0, 0), (0, 0), (0, ph), (0, pw))) if ph or pw else x
-    return out, Cache(size=(h, w))
-
-
-def pad_to_multiple_backward(dout, cache):
-    """The gradient of a zero pad is the crop back to the original size."""
-    h, w = cache.size
-    return crop(dout, (h, w))
-
-
-def crop(x, size):
-    """Top-left (H, W) corner of x (N, C, H', W'); a view when nothing is cut, else a contiguous copy."""
+def _top_left(x, size):
+    """x (N, C, H', W') cut to its top-left (N, C, H, W); x itself when nothing is cut, else a contiguous copy."""
     h, w = size
-    if x.shape[2:] == (h, w):
+    if tuple(x.shape[2:]) == (h, w):
         return x
     return array_module(x).ascontiguousarray(x[:, :, :h, :w])
 
 
-def uncrop(dout, full_size):
-    """Gradient of ``crop``: dout (N, C, H, W) placed in the top-left of zeros (N, C, H', W')."""
-    fh, fw = full_size
-    n, c, h, w = dout.shape
-    if (h, w) == (fh, fw):
-        return dout
-    xp = array_module(dout)
-    out = xp.zeros((n, c, fh, fw), dtype=dout.dtype)
-    out[:, :, :h, :w] = dout
-    return out
+def _zeros_bottom_right(x, size):
+    """x (N, C, H, W) zero-padded at the bottom/right to (N, C, H', W'); x itself when nothing is added."""
+    ph, pw = size[0] - x.shape[2], size[1] - x.shape[3]
+    if not (ph or pw):
+        return x
+    return array_module(x).pad(x, ((0, 0), (0, 0), (0, ph), (0, pw)))
+
+
+def pad_to_multiple_forward(x, multiple: int):
+    """Zero-pad x (N, C, H, W) at the bottom/right to (N, C, H', W'), H' and W' the next multiples of ``multiple``.
+
+    H' = H + (-H mod multiple), likewise W'. cache: the original size (H, W).
+    """
+    check_nchw(x)
+    if isinstance(multiple, bool) or not isinstance(multiple, int) or multiple < 1:
+        raise ValueError(f"multiple must be an int >= 1, got {multiple!r}")
+    h, w = x.shape[2:]
+    return _zeros_bottom_right(x, (h + -h % multiple, w + -w % multiple)), Cache(size=(h, w))
+
+
+def pad_to_multiple_backward(dout, cache):
+    """dout (N, C, H', W') -> dx (N, C, H, W): the gradient of a zero pad is the crop back to the input's size."""
+    return _top_left(dout, cache.size)
+
+
+def crop_forward(x, size):
+    """Top-left (H, W) corner of x (N, C, H', W') -> (N, C, H, W).
+
+    The output is x itself when nothing is cut, else a contiguous copy.
+    cache: the full size (H', W') and the output's shape.
+    """
+    check_nchw(x)
+    h, w = (int(s) for s in size)
+    if not (0 < h <= x.shape[2] and 0 < w <= x.shape[3]):
+        raise ValueError(f"size must be a crop (H, W) of x's {tuple(x.shape[2:])}, got {tuple(size)}")
+    out = _top_left(x, (h, w))
+    return out, Cache(size=tuple(x.shape[2:]), shape=tuple(out.shape))
+
+
+def crop_backward(dout, cache):
+    """dout (N, C, H, W) -> dx (N, C, H', W'): dout in the top-left, zeros where the crop cut pixels off."""
+    check_dout(dout, cache.shape)
+    return _zeros_bottom_right(dout, cache.size)

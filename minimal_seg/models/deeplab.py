@@ -28,7 +28,7 @@ ASPP reads the deepest, the decoder also reads the one just above it (the
 paper). In backward the gradient splits at ``cat``, the ASPP branches' input
 gradients are summed (``nn.Parallel``), and the encoder sums what comes
 back to its two outputs. Input sizes that do not divide by 2**depth are
-zero-padded at the bottom/right and the logits cropped back.
+zero-padded at the bottom/right and the logits cropped back (``Model.forward``).
 """
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ class DeepLab(Model):
                          depth=depth, rates=rates, batch_norm=batch_norm, seed=seed)
         widths, rng = level_widths(base_channels, depth), as_generator(seed)
         mid = widths[depth - 1]  # width of ASPP and the decoder: half the deepest features
-        self.depth = depth
+        self.depth, self.output_stride = depth, 2 ** depth
         self.encoder = Encoder(in_channels, widths, rng, batch_norm)
         self.aspp = ASPP(widths[depth], mid, rates, rng, batch_norm)
         self.up_aspp = nn.UpsampleBilinear()
@@ -83,21 +83,18 @@ class DeepLab(Model):
         return {"encoder": self.encoder, "aspp": self.aspp, "up_aspp": self.up_aspp, "reduce": self.reduce,
                 "fuse": self.fuse, "head": self.head, "up_out": self.up_out}
 
-    def forward(self, x):
-        x, self._pad = F.pad_to_multiple_forward(x, 2 ** self.depth)
+    def forward_body(self, x):
         f = self.encoder(x)
         low = self.reduce(f[self.depth - 1])
         high = self.up_aspp(self.aspp(f[self.depth]), size=tuple(low.shape[2:]))
         y, self._concat = F.concat_forward([high, low])
-        y = self.up_out(self.head(self.fuse(y)), size=tuple(x.shape[2:]))
-        self._padded_size = y.shape[2:]
-        return F.crop(y, self._pad.size)
+        return self.up_out(self.head(self.fuse(y)), size=tuple(x.shape[2:]))
 
-    def backward(self, dout):
-        d = self.up_out.backward(F.uncrop(dout, self._padded_size))
+    def backward_body(self, dout):
+        d = self.up_out.backward(dout)
         d = self.fuse.backward(self.head.backward(d))
         d_high, d_low = F.concat_backward(d, self._concat)
         d_f = [None] * (self.depth + 1)
         d_f[self.depth] = self.aspp.backward(self.up_aspp.backward(d_high))
         d_f[self.depth - 1] = self.reduce.backward(d_low)  # f[depth-1] also fed a pool: the encoder adds both
-        return F.pad_to_multiple_backward(self.encoder.backward(d_f), self._pad)
+        return self.encoder.backward(d_f)

@@ -12,11 +12,10 @@ transposed convolutions initialised to bilinear upsampling bring them back:
 
 Skip fusion is by addition, so in backward the gradient of a sum is copied
 to both of its inputs. Input sizes that do not divide by 32 are zero-padded
-at the bottom/right and the logits are cropped back.
+at the bottom/right and the logits are cropped back (``Model.forward``).
 """
 from __future__ import annotations
 
-from .. import functional as F
 from .. import nn
 from ..nn.init import as_generator
 from .base import Model
@@ -35,6 +34,7 @@ class FCN(Model):
     """FCN(in_channels, num_classes, variant="32s"|"16s"|"8s", base_channels=16, batch_norm=True, seed=0)."""
 
     name = "fcn"
+    output_stride = 32  # five 2x2 max pools
 
     def __init__(self, in_channels=1, num_classes=4, variant="32s", base_channels=16, batch_norm=True, seed=0):
         super().__init__(in_channels=in_channels, num_classes=num_classes, variant=variant,
@@ -72,8 +72,7 @@ class FCN(Model):
                 named[name] = getattr(self, name)
         return named
 
-    def forward(self, x):
-        x, self._pad = F.pad_to_multiple_forward(x, 32)
+    def forward_body(self, x):
         pooled = []
         for stage, pool in zip(self.stages, self.pools):
             x = pool(stage(x))
@@ -83,12 +82,10 @@ class FCN(Model):
             s = self.up2_a(s) + self.score_pool4(pooled[3])
         if self.variant == "8s":
             s = self.up2_b(s) + self.score_pool3(pooled[2])
-        s = self.up_final(s)
-        self._padded_size = s.shape[2:]
-        return F.crop(s, self._pad.size)
+        return self.up_final(s)
 
-    def backward(self, dout):
-        d = self.up_final.backward(F.uncrop(dout, self._padded_size))
+    def backward_body(self, dout):
+        d = self.up_final.backward(dout)
         d_pooled = [None] * 5
         if self.variant == "8s":  # s = up2_b(s) + score_pool3(pool3): the gradient goes to both terms
             d_pooled[2] = self.score_pool3.backward(d)
@@ -101,4 +98,4 @@ class FCN(Model):
             if d_pooled[s] is not None:
                 d = d + d_pooled[s]  # pool output fed the next stage and a score layer: sum
             d = self.stages[s].backward(self.pools[s].backward(d))
-        return F.pad_to_multiple_backward(d, self._pad)
+        return d

@@ -20,11 +20,10 @@ The encoder is ``blocks.Encoder`` (VGG-like, max pooling between levels);
 PSPNet reads only its deepest output. f is read by five branches, so in
 backward their five input gradients are summed (``nn.Parallel``). Input
 sizes that do not divide by 2**depth are zero-padded at the bottom/right
-and the logits cropped back.
+and the logits cropped back (``Model.forward``).
 """
 from __future__ import annotations
 
-from .. import functional as F
 from .. import nn
 from ..nn.init import as_generator
 from .base import Model
@@ -63,7 +62,7 @@ class PSPNet(Model):
         super().__init__(in_channels=in_channels, num_classes=num_classes, base_channels=base_channels,
                          depth=depth, bins=bins, batch_norm=batch_norm, seed=seed)
         widths, rng = level_widths(base_channels, depth), as_generator(seed)
-        self.depth = depth
+        self.depth, self.output_stride = depth, 2 ** depth
         self.encoder = Encoder(in_channels, widths, rng, batch_norm)
         self.pyramid = PyramidPooling(widths[depth], widths[depth - 1], bins, rng, batch_norm)
         self.head = nn.Conv2d(widths[depth - 1], num_classes, 1, rng=rng)
@@ -72,14 +71,11 @@ class PSPNet(Model):
     def children(self):
         return {"encoder": self.encoder, "pyramid": self.pyramid, "head": self.head, "up_out": self.up_out}
 
-    def forward(self, x):
-        x, self._pad = F.pad_to_multiple_forward(x, 2 ** self.depth)
+    def forward_body(self, x):
         f = self.encoder(x)
-        y = self.up_out(self.head(self.pyramid(f[self.depth])), size=tuple(x.shape[2:]))
-        self._padded_size = y.shape[2:]
-        return F.crop(y, self._pad.size)
+        return self.up_out(self.head(self.pyramid(f[self.depth])), size=tuple(x.shape[2:]))
 
-    def backward(self, dout):
-        d = self.up_out.backward(F.uncrop(dout, self._padded_size))
+    def backward_body(self, dout):
+        d = self.up_out.backward(dout)
         d_f = [None] * self.depth + [self.pyramid.backward(self.head.backward(d))]  # only f[depth] was read
-        return F.pad_to_multiple_backward(self.encoder.backward(d_f), self._pad)
+        return self.encoder.backward(d_f)

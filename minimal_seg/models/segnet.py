@@ -26,11 +26,10 @@ differentiated through them. There is no skip to sum either: backward runs
 back down the decoder (each unpool *gathers* the gradient at its saved
 positions), then up the encoder (each pool *scatters* it to the same
 positions). Input sizes that do not divide by 2**depth are zero-padded at
-the bottom/right and the logits cropped back.
+the bottom/right and the logits cropped back (``Model.forward``).
 """
 from __future__ import annotations
 
-from .. import functional as F
 from .. import nn
 from ..nn.init import as_generator
 from .base import Model
@@ -52,7 +51,7 @@ class SegNet(Model):
                          depth=depth, batch_norm=batch_norm, seed=seed)
         widths, rng = level_widths(base_channels, depth), as_generator(seed)
         widths = widths[:depth]  # SegNet pools after every level: no level below the last pool
-        self.depth = depth
+        self.depth, self.output_stride = depth, 2 ** depth
         self.enc = [double_conv(c_in, c, rng, batch_norm) for c_in, c in zip([in_channels] + widths, widths)]
         self.pools = [nn.MaxPool2d(2) for _ in range(depth)]
         self.unpools = [nn.MaxUnpool2d(2, pool=pool) for pool in self.pools]  # tied: reads pool's indices
@@ -68,19 +67,17 @@ class SegNet(Model):
         named["head"] = self.head
         return named
 
-    def forward(self, x):
-        x, self._pad = F.pad_to_multiple_forward(x, 2 ** self.depth)
+    def forward_body(self, x):
         for enc, pool in zip(self.enc, self.pools):
             x = pool(enc(x))  # pool keeps its argmax indices for the unpool of its level
         for level in reversed(range(self.depth)):
             x = self.dec[level](self.unpools[level](x))
-        self._padded_size = x.shape[2:]
-        return F.crop(self.head(x), self._pad.size)
+        return self.head(x)
 
-    def backward(self, dout):
-        d = self.head.backward(F.uncrop(dout, self._padded_size))
+    def backward_body(self, dout):
+        d = self.head.backward(dout)
         for level in range(self.depth):  # the decoder ran bottom-up: undo it top-down
             d = self.unpools[level].backward(self.dec[level].backward(d))
         for level in reversed(range(self.depth)):
             d = self.enc[level].backward(self.pools[level].backward(d))
-        return F.pad_to_multiple_backward(d, self._pad)
+        return d

@@ -11,7 +11,7 @@ stride 2 (``"transpose"``), or nearest / bilinear upsampling followed by a
 1x1 conv that halves the channels. ``skips=False`` gives the plain
 hourglass (encoder-decoder without skips), for the lecture's comparison.
 Input sizes that do not divide by 2**depth are zero-padded at the
-bottom/right and the logits are cropped back.
+bottom/right and the logits are cropped back (``Model.forward``).
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from .. import functional as F
 from .. import nn
 from ..nn.init import as_generator
 from .base import Model
-from .blocks import double_conv
+from .blocks import double_conv, level_widths
 
 UP_MODES = ("transpose", "nearest", "bilinear")
 
@@ -45,11 +45,8 @@ class UNet(Model):
                          depth=depth, up=up, batch_norm=batch_norm, skips=skips, seed=seed)
         if up not in UP_MODES:
             raise ValueError(f"up must be one of {UP_MODES}, got {up!r}")
-        if depth < 1:
-            raise ValueError(f"depth must be >= 1, got {depth}")
-        rng = as_generator(seed)
-        widths = [base_channels * 2 ** level for level in range(depth + 1)]
-        self.skips, self.depth = skips, depth
+        widths, rng = level_widths(base_channels, depth), as_generator(seed)
+        self.skips, self.depth, self.output_stride = skips, depth, 2 ** depth
         self.enc = [double_conv(c_in, c, rng, batch_norm) for c_in, c in zip([in_channels] + widths, widths[:depth])]
         self.pools = [nn.MaxPool2d(2) for _ in range(depth)]
         self.bottleneck = double_conv(widths[depth - 1], widths[depth], rng, batch_norm)
@@ -70,8 +67,7 @@ class UNet(Model):
         named["head"] = self.head
         return named
 
-    def forward(self, x):
-        x, self._pad = F.pad_to_multiple_forward(x, 2 ** self.depth)
+    def forward_body(self, x):
         features, self._concat = [], {}
         for enc, pool in zip(self.enc, self.pools):
             x = enc(x)
@@ -83,16 +79,15 @@ class UNet(Model):
             if self.skips:
                 x, self._concat[level] = F.concat_forward([features[level], x])
             x = self.dec[level](x)
-        self._padded_size = x.shape[2:]
-        return F.crop(self.head(x), self._pad.size)
+        return self.head(x)
 
     @staticmethod
     def _skip_sum(d_pool, d_skip):
         """The encoder output fed two paths (pool and skip): its gradient is the sum, never one of them."""
         return d_pool + d_skip
 
-    def backward(self, dout):
-        d = self.head.backward(F.uncrop(dout, self._padded_size))
+    def backward_body(self, dout):
+        d = self.head.backward(dout)
         d_features = {}
         for level in range(self.depth):  # the decoder ran from the bottom level up: undo it top-down
             d = self.dec[level].backward(d)
@@ -105,4 +100,4 @@ class UNet(Model):
             if self.skips:
                 d = self._skip_sum(d, d_features[level])
             d = self.enc[level].backward(d)
-        return F.pad_to_multiple_backward(d, self._pad)
+        return d

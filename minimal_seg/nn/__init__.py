@@ -13,7 +13,7 @@ from .layers import (
     UnpoolNearest,
     UpsampleBilinear,
 )
-from .extra import AdaptiveAvgPool2d, Identity, Parallel
+from .branches import AdaptiveAvgPool2d, Identity, Parallel
 from .linear import Flatten, Linear
 
 __all__ = [

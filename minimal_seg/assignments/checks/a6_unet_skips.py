@@ -21,7 +21,7 @@ EPS, TOL = 1e-6, 1e-6
 SKIP_HINT = ("the decoder's gradients are right and the encoder's are wrong: the error enters at a skip. "
              "Each encoder output fed two paths (the pool and the skip), so its gradient is "
              "d_pool + d_skip: add the skip gradient, never overwrite one with the other")
-ORDER_HINT = ("undo the forward in reverse: uncrop, head; per level from the top: dec, the concat split, up; "
+ORDER_HINT = ("undo the forward in reverse: the crop's backward, head; per level from the top: dec, the concat split, up; "
               "the bottleneck; per level from the bottom: pool, + the skip gradient, enc; then the pad")
 
 

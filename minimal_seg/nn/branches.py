@@ -1,9 +1,7 @@
-"""Layers for the pyramid heads (PSPNet, DeepLab): adaptive pooling and parallel branches.
+"""Branches over one input: what the pyramid heads (PSPNet, DeepLab) are built from.
 
-``AdaptiveAvgPool2d`` wraps its functional pair like every layer in
-``layers.py``. ``Identity`` passes x through. ``Parallel`` is the container
-the heads are built from: several branches read the *same* input and their
-outputs are concatenated along the channels::
+``Parallel`` is the container the heads are built from: several branches
+read the *same* input and their outputs are concatenated along the channels::
 
     x ─┬ branch_1 ─┐
        ├ branch_2 ─┼ cat ─ out
@@ -11,6 +9,11 @@ outputs are concatenated along the channels::
 
 Its backward is micrograd's lesson in one place: x was used k times, so the
 k gradients that come back are added up, never overwritten.
+
+The branches these heads use besides ``nn.Sequential``: ``Identity`` (keep
+the features themselves) and ``AdaptiveAvgPool2d`` (summarise the map on a
+bins x bins grid; it wraps its functional pair like every layer in
+``layers.py``).
 """
 from __future__ import annotations
 

@@ -1,48 +1,15 @@
-"""Pictures of convolution arithmetic, drawn from the library's own formulas.
+"""Drawing a convolution and a transposed convolution on a matplotlib Axes, one window at a time.
 
-The classic pictures of padding, stride, dilation and the transposed
-convolution (after Dumoulin & Visin, "A guide to convolution arithmetic"),
-generated so that they can never disagree with the code: every grid size
-comes from ``functional.shapes`` and every highlighted window from the
-formula ``im2col`` reads with::
-
-    window of output (p, q) = { (p*SH + i*DH, q*SW + j*DW) : 0 <= i < KH, 0 <= j < KW }
-
-in the coordinates of the zero-padded input (row, column). The tests
-compare each drawn window with a column of ``im2col`` and each drawn output
-grid with ``conv2d_output_shape``.
-
-Two views of the transposed convolution:
-
-* ``view="scatter"``, the library's view (``out = col2im(W.T @ x)``): input
-  pixel (h, w) adds the kernel, scaled by x[h, w], into the window
-  { (h*SH + i*DH, w*SW + j*DW) } of an uncropped canvas, and overlapping
-  windows sum up; then PH rows/columns are cropped from each border (and
-  output_padding rows/columns added at the bottom/right). The window of
-  input pixel (h, w) is exactly the conv window of output (h, w) of the
-  convolution that goes back: C^T scatters where C gathers.
-* ``view="direct"``, the famous picture: the same numbers as a stride-1
-  convolution with the flipped kernel over the input with SH-1 zeros
-  inserted between pixels and DH*(KH-1)-PH zeros of padding (plus
-  output_padding at the bottom/right). Needs PH <= DH*(KH-1).
-
-Everything draws on a matplotlib Axes (``ax``; a new figure when None) and
-returns a ``Drawing`` that says what was drawn. ``animate_conv`` and
-``animate_transposed_conv`` write GIFs (one frame per window), ``render_all``
-the figure set of the documentation.
+Every grid size comes from ``functional.shapes`` and every highlighted
+window from ``windows.py``, so a picture cannot disagree with the code. See
+the package docstring for the two views of the transposed convolution.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from .functional.shapes import (
-    conv2d_output_shape,
-    conv_transpose2d_output_shape,
-    nonnegative_pair,
-    positive_pair,
-    receptive_field,
-)
+from ..functional.shapes import conv2d_output_shape, conv_transpose2d_output_shape, nonnegative_pair, positive_pair
+from .windows import conv_window, transposed_as_direct_conv, transposed_conv_window, transposed_options
 
 # Colours (ColorBrewer blues and greens): input blue, output green, current window dark.
 INPUT = "#9ecae1"
@@ -52,7 +19,6 @@ CURRENT = "#238b45"
 PADDING = "#ffffff"
 EDGE = "#404040"
 GAP = 1.5  # empty columns between the input and the output grid
-CELL_INCHES = 0.32  # one grid cell in the multi-panel figures
 FIGURE_CELL_INCHES = 0.4  # one grid cell in a figure of its own (and in the animations)
 
 
@@ -76,60 +42,6 @@ class Drawing:
     position: tuple[int, int]
     grids: dict = field(default_factory=dict)
 
-
-# ---- the formulas ----------------------------------------------------------------
-
-
-def conv_window(position, kernel_size, stride=1, dilation=1) -> list[tuple[int, int]]:
-    """Cells of the padded input that output ``position`` (p, q) reads, in im2col's row order (i, j).
-
-    (p*SH + i*DH, q*SW + j*DW) for i < KH, j < KW: the formula of ``im2col``.
-    """
-    p, q = position
-    kh, kw = positive_pair(kernel_size, "kernel_size")
-    sh, sw = positive_pair(stride, "stride")
-    dh, dw = positive_pair(dilation, "dilation")
-    return [(p * sh + i * dh, q * sw + j * dw) for i in range(kh) for j in range(kw)]
-
-
-def transposed_conv_window(pixel, kernel_size, stride=1, dilation=1) -> list[tuple[int, int]]:
-    """Canvas cells that input ``pixel`` (h, w) writes to in a transposed conv (before cropping PH, PW).
-
-    The same cells as ``conv_window``: the transposed conv scatters along the
-    windows the convolution gathers from. Subtract the padding to get output
-    coordinates; cells outside the output are cropped away.
-    """
-    return conv_window(pixel, kernel_size, stride, dilation)
-
-
-def transposed_as_direct_conv(input_size, kernel_size, stride=1, padding=0, output_padding=0, dilation=1):
-    """The stride-1 convolution that computes a transposed convolution ("direct" view), per axis.
-
-    Returns a dict of (h, w) pairs: ``inserted`` (size after putting S-1 zeros
-    between pixels: (H-1)*S + 1), ``pad_before`` (D*(K-1) - P), ``pad_after``
-    (D*(K-1) - P + output_padding) and ``output`` (the transposed conv's
-    output size). The kernel is flipped in both axes. Raises ValueError when
-    P > D*(K-1) (the picture would need negative padding).
-    """
-    h, w = positive_pair(input_size, "input_size")
-    k = positive_pair(kernel_size, "kernel_size")
-    s = positive_pair(stride, "stride")
-    p = nonnegative_pair(padding, "padding")
-    op = nonnegative_pair(output_padding, "output_padding")
-    d = positive_pair(dilation, "dilation")
-    out = conv_transpose2d_output_shape((h, w), k, s, p, op, d)
-    before = tuple(d[a] * (k[a] - 1) - p[a] for a in range(2))
-    if min(before) < 0:
-        raise ValueError(
-            f"padding {p} is larger than dilation*(kernel_size-1) = {tuple(d[a] * (k[a] - 1) for a in range(2))}: "
-            "the direct view would need negative padding; use view='scatter'"
-        )
-    return {
-        "inserted": ((h - 1) * s[0] + 1, (w - 1) * s[1] + 1),
-        "pad_before": before,
-        "pad_after": (before[0] + op[0], before[1] + op[1]),
-        "output": out,
-    }
 
 
 # ---- drawing helpers --------------------------------------------------------------
@@ -276,13 +188,8 @@ def draw_transposed_conv(input_size, kernel_size, stride=1, padding=0, output_pa
     """
     if view not in ("scatter", "direct"):
         raise ValueError(f"view must be 'scatter' or 'direct', got {view!r}")
-    h, w = positive_pair(input_size, "input_size")
-    k = positive_pair(kernel_size, "kernel_size")
-    s = positive_pair(stride, "stride")
-    p = nonnegative_pair(padding, "padding")
-    op = nonnegative_pair(output_padding, "output_padding")
-    d = positive_pair(dilation, "dilation")
-    out = conv_transpose2d_output_shape((h, w), k, s, p, op, d)
+    (h, w), k, s, p, op, d, out = transposed_options(input_size, kernel_size, stride, padding, output_padding,
+                                                     dilation)
     formula = _formulas(_transposed_formula, ((h, k[0], s[0], p[0], op[0], d[0]),
                                               (w, k[1], s[1], p[1], op[1], d[1])))
     detail = (f"kernel {_size_text(k)}, stride {_num(s)}, padding {_num(p)},\n"
@@ -377,126 +284,3 @@ def _draw_transposed_direct(size, k, s, p, op, d, out, step, ax, text) -> Drawin
     return Drawing(ax=ax, output_shape=tuple(out), window=window, position=position,
                    grids={"input": (0, 0, rows, cols), "output": (out_top, out_left, out[0], out[1])})
 
-
-# ---- animations --------------------------------------------------------------------
-
-
-def _animate(draw, frames, path, fps, dpi):
-    import matplotlib.pyplot as plt
-    from matplotlib.animation import FuncAnimation, PillowWriter
-
-    first = draw(step=0, ax=None)
-    ax = first.ax
-    fig = ax.figure
-
-    def frame(index):
-        ax.clear()
-        draw(step=index, ax=ax)
-        return []
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        animation = FuncAnimation(fig, frame, frames=frames, blit=False, repeat=False)
-        animation.save(str(path), writer=PillowWriter(fps=fps), dpi=dpi)
-    finally:
-        plt.close(fig)
-    return path
-
-
-def animate_conv(input_size, kernel_size, stride=1, padding=0, dilation=1, path="conv.gif", fps=2, dpi=100):
-    """Write a GIF of ``draw_conv``: one frame per output pixel (OH*OW frames), row by row. Returns the path."""
-    oh, ow = conv2d_output_shape(input_size, kernel_size, stride, padding, dilation)
-    return _animate(lambda step, ax: draw_conv(input_size, kernel_size, stride, padding, dilation, step, ax),
-                    oh * ow, path, fps, dpi)
-
-
-def animate_transposed_conv(input_size, kernel_size, stride=1, padding=0, output_padding=0, dilation=1,
-                            path="transposed_conv.gif", fps=2, dpi=100, view="scatter"):
-    """Write a GIF of ``draw_transposed_conv``: one frame per input pixel ("scatter", H*W frames)
-    or per output pixel ("direct", OH*OW frames). Returns the path."""
-    if view == "scatter":
-        h, w = positive_pair(input_size, "input_size")
-        frames = h * w
-    else:
-        oh, ow = conv_transpose2d_output_shape(input_size, kernel_size, stride, padding, output_padding, dilation)
-        frames = oh * ow
-    return _animate(lambda step, ax: draw_transposed_conv(input_size, kernel_size, stride, padding,
-                                                          output_padding, dilation, step, ax, view),
-                    frames, path, fps, dpi)
-
-
-# ---- the documentation's figure set ------------------------------------------------------
-
-
-def _panels(path, draws, titles, dpi=150):
-    """Several drawings side by side in one PNG, each panel as wide as its grids."""
-    import matplotlib.pyplot as plt
-
-    # Draw once on throwaway axes to learn each panel's width, then lay them out.
-    widths, heights = [], []
-    for draw in draws:
-        probe = draw(plt.figure().add_subplot())
-        (left, right), (bottom, top) = probe.ax.get_xlim(), probe.ax.get_ylim()
-        widths.append(right - left)
-        heights.append(bottom - top)
-        plt.close(probe.ax.figure)
-    # One scale for every panel: equal heights (top-aligned), widths in proportion.
-    fig, axes = plt.subplots(1, len(draws), figsize=(sum(widths) * CELL_INCHES, max(heights) * CELL_INCHES + 0.4),
-                             gridspec_kw={"width_ratios": widths, "wspace": 0.15}, squeeze=False)
-    for ax, draw, title in zip(axes[0], draws, titles):
-        draw(ax)
-        top = ax.get_ylim()[1]
-        ax.set_ylim(top + max(heights), top)
-        ax.set_title(title, fontsize=10, fontweight="bold")
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
-    return Path(path)
-
-
-# The figure set of the documentation: file name -> what it shows. ``render_all`` writes exactly these.
-DOC_FIGURES = {
-    "padding.png": "no padding, half (same) padding, full padding: a 3x3 kernel on a 5x5 input",
-    "stride.png": "stride 1 and stride 2 (the lecture's step 1 vs step 2)",
-    "dilation.png": "dilation 1, 2, 3: 3x3 weights that see 3x3, 5x5, 7x7 pixels",
-    "transposed.png": "the lecture's 2x2 -> 4x4 transposed conv (3x3 kernel) and the stride-2 upconv, scatter view",
-    "transposed_direct.png": "the same two as stride-1 convolutions over a zero-inserted input",
-    "conv.gif": "animation: a 3x3 kernel, stride 2, padding 1 sweeping a 5x5 input",
-    "transposed_conv.gif": "animation: the stride-2 transposed conv scattering a 3x3 input",
-}
-
-
-def render_all(folder) -> list[Path]:
-    """Write the documentation's figures (``DOC_FIGURES``) into ``folder``; returns the paths written."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = [
-        _panels(folder / "padding.png",
-                [lambda ax, p=p: draw_conv(5, 3, 1, p, 1, step=0, ax=ax) for p in (0, 1, 2)],
-                ["no padding\n(valid)", "half padding\n(same)", "full padding\n"]),
-        _panels(folder / "stride.png",
-                [lambda ax, s=s: draw_conv(5, 3, s, 0, 1, step=1, ax=ax) for s in (1, 2)],
-                ["stride 1\n", "stride 2\n"]),
-        _panels(folder / "dilation.png",
-                [lambda ax, d=d: draw_conv(7, 3, 1, 0, d, step=0, ax=ax) for d in (1, 2, 3)],
-                [f"dilation {d}\n3×3 weights see {receptive_field([3], dilations=[d])}×"
-                 f"{receptive_field([3], dilations=[d])} pixels" for d in (1, 2, 3)]),
-        _panels(folder / "transposed.png",
-                [lambda ax: draw_transposed_conv(2, 3, 1, 0, step=1, ax=ax),
-                 lambda ax: draw_transposed_conv(3, 3, 2, 1, 1, step=4, ax=ax)],
-                ["the lecture's example\n2×2 → 4×4, kernel 3×3", "stride 2 (upconv)\n3×3 → 6×6"]),
-        _panels(folder / "transposed_direct.png",
-                [lambda ax: draw_transposed_conv(2, 3, 1, 0, step=1, ax=ax, view="direct"),
-                 lambda ax: draw_transposed_conv(3, 3, 2, 1, 1, step=4, ax=ax, view="direct")],
-                ["the lecture's example\nas a direct convolution", "stride 2 (upconv)\nas a direct convolution"]),
-        animate_conv(5, 3, 2, 1, path=folder / "conv.gif", fps=1.5),
-        animate_transposed_conv(3, 3, 2, 1, 1, path=folder / "transposed_conv.gif", fps=1.5),
-    ]
-    assert sorted(p.name for p in paths) == sorted(DOC_FIGURES), "DOC_FIGURES must list what render_all writes"
-    return paths
-
-
-__all__ = [
-    "DOC_FIGURES", "Drawing", "animate_conv", "animate_transposed_conv", "conv_window", "draw_conv",
-    "draw_transposed_conv", "render_all", "transposed_as_direct_conv", "transposed_conv_window",
-]
