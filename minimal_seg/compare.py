@@ -22,7 +22,7 @@ import statistics
 import time
 
 from .backend import get_backend
-from .bench import env_text, machine_info
+from .machine import env_text, machine_info
 from .models import MODELS
 from .train import TrainConfig, train
 
@@ -75,7 +75,7 @@ def compare(models=COMPARED, config: TrainConfig | None = None, out="runs/compar
 
 
 def machine() -> dict:
-    """Where the seconds were measured: ``bench.machine_info`` of the current backend."""
+    """Where the seconds were measured: ``machine.machine_info`` of the current backend."""
     return machine_info(get_backend())
 
 

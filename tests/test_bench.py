@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from minimal_seg import bench
+from minimal_seg import backend, bench
+from minimal_seg.backend import array_module
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -91,9 +92,9 @@ def test_pool_cases_are_the_unet_pools():
     assert len({c.label() for c in cases}) == len(cases)
 
 
-@pytest.mark.skipif(not bench.backend.cupy_available(), reason="needs CuPy and an NVIDIA GPU")
+@pytest.mark.skipif(not backend.cupy_available(), reason="needs CuPy and an NVIDIA GPU")
 def test_training_step_on_the_gpu():
-    torch = bench._import_torch("cupy")
+    torch = bench.import_torch("cupy")
     (row,) = bench.training_step_benchmarks("cupy", True, 2, 1, torch=torch)
     assert row["ours_ms"] > 0 and row["ours_peak_mib"] > 0
     if torch is not None:
@@ -124,13 +125,19 @@ from minimal_seg.optim import SGD  # noqa: E402
 
 
 def _unet_with_random_biases(seed=1):
-    """The bench's U-Net with nonzero biases (zeros would hide a mis-mapped bias)."""
+    """The bench's U-Net (on the default backend) with nonzero biases (zeros would hide a mis-mapped bias)."""
     model = bench.build_unet(seed)
     rng = np.random.default_rng(seed)
     for _, layer in model.modules():
         if "b" in layer.params:
-            layer.params["b"][...] = 0.1 * rng.standard_normal(layer.params["b"].shape, dtype=np.float32)
+            b = layer.params["b"]
+            b[...] = array_module(b).asarray(0.1 * rng.standard_normal(b.shape, dtype=np.float32))
     return model
+
+
+def _model_xp(model):
+    """The array module the model's parameters live on."""
+    return array_module(next(value for _, value in model.named_parameters()))
 
 
 def test_torch_unet_is_ours_and_one_step_updates_the_same():
@@ -138,14 +145,17 @@ def test_torch_unet_is_ours_and_one_step_updates_the_same():
     model = _unet_with_random_biases()
     net = bench.torch_unet_like(model, torch)
     assert sum(p.numel() for p in net.parameters()) == model.num_parameters()
-    opt, topt = SGD(model.parameters(), **bench.SGD_SETTINGS), torch.optim.SGD(net.parameters(), **bench.SGD_SETTINGS)
+    topt = torch.optim.SGD(net.parameters(), **bench.SGD_SETTINGS)
     x, y = bench.step_batch(2, 16, seed=3)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    xp = _model_xp(model)
+    x, y = xp.asarray(x), xp.asarray(y)
+    step = bench.ours_step(model, x, y)  # train.train_step, bound to SGD and cross-entropy
     before = {name: to_numpy(p).copy() for name, p in model.named_parameters()}
     with torch.no_grad():
         np.testing.assert_allclose(to_numpy(model(x)), net(xt).numpy(), rtol=1e-4, atol=1e-5)
     for _ in range(2):  # the second step uses the momentum buffers
-        loss = bench.ours_training_step(model, opt, x, y)
+        loss = step()
         torch_loss = bench.torch_training_step(net, topt, xt, yt, torch)
         assert loss.dtype == np.float32 and float(loss) == pytest.approx(torch_loss.item(), rel=1e-5)
     torch_params = net.state_dict()
@@ -208,9 +218,13 @@ def _trap_layer(layer):
 
 
 def _float32_step(model, x, y, trap=True):
-    """One bench training step; with ``trap``, every parameter, gradient, the batch and the input and
-    upstream gradient of every leaf layer as Float32Only, so the trap sees (nearly) every operation."""
+    """One bench training step (``train.train_step``) on the model's backend. With ``trap`` (NumPy only:
+    Float32Only is an ndarray subclass), every parameter, gradient, the batch and the input and upstream
+    gradient of every leaf layer as Float32Only, so the trap sees (nearly) every operation."""
+    xp = _model_xp(model)
+    x, y = xp.asarray(x), xp.asarray(y)
     if trap:
+        assert xp is np, "the Float32Only trap works on NumPy arrays"
         for _, layer in model.modules():
             for d in (layer.params, layer.grads):
                 for key in d:
@@ -218,22 +232,38 @@ def _float32_step(model, x, y, trap=True):
             if not layer.children():
                 _trap_layer(layer)
         x = x.view(Float32Only)
-    opt = SGD(model.parameters(), **bench.SGD_SETTINGS)
-    loss = bench.ours_training_step(model, opt, x, y)
-    return loss, opt
+    step = bench.ours_step(model, x, y)
+    return step(), step.args[1]  # the loss and the optimiser
 
 
 def test_training_step_is_float32_throughout():
+    """On the default backend (any): no float64 array in the model, its caches, the optimiser or the loss."""
     x, y = bench.step_batch(2, 16)
     model = bench.build_unet()
-    loss, opt = _float32_step(model, x, y)
+    loss, opt = _float32_step(model, x, y, trap=False)
     assert loss.dtype == np.float32
     assert list(float64_arrays({"model": model, "optimizer": opt, "loss": loss})) == []
     arrays = [a for _, layer in model.modules() for a in vars(layer.cache or nn.Layer()).values()]
     assert any(getattr(a, "dtype", None) == np.float32 for a in arrays)  # the walk does reach the caches
 
 
-def test_float32_checks_catch_a_planted_upcast(monkeypatch):
+def test_training_step_makes_no_float64_temporary():
+    """On NumPy, with the trap: not even a temporary float64 array during the step."""
+    x, y = bench.step_batch(2, 16)
+    with backend.use_backend("numpy"):
+        model = bench.build_unet()
+        loss, _ = _float32_step(model, x, y)
+    assert loss.dtype == np.float32
+
+
+@pytest.fixture
+def on_numpy():
+    """The planted upcasts below are NumPy code (``np.asarray(...).astype(float)``): run them there."""
+    with backend.use_backend("numpy"):
+        yield
+
+
+def test_float32_checks_catch_a_planted_upcast(monkeypatch, on_numpy):
     x, y = bench.step_batch(2, 16)
     # 1. a float64 array kept in a cache (the classic ``mask.astype(float)``)
     relu_forward = nn.ReLU.forward

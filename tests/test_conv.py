@@ -1,13 +1,15 @@
-"""conv2d, conv_transpose2d, im2col/col2im: hand examples, gradient checks, PyTorch, adjoints."""
+"""conv2d and conv_transpose2d: hand examples, gradient checks, PyTorch, adjoints, and every method equal to the
+reference over the option grid (im2col and col2im themselves: test_im2col.py)."""
 import numpy as np
 import pytest
 from helpers import assert_close, dot, rand, to_torch, torch_or_skip
 
 from minimal_seg.backend import to_numpy
-from minimal_seg.functional import conv
+from minimal_seg.functional import _conv_fast, _im2col_budget
+from minimal_seg.functional._im2col_budget import batch_chunks
 from minimal_seg.functional.conv import (
-    batch_chunks,
-    col2im,
+    CONV2D_METHODS,
+    CONV_TRANSPOSE2D_METHODS,
     conv2d_backward,
     conv2d_forward,
     conv_transpose2d_backward,
@@ -18,6 +20,8 @@ from minimal_seg.functional.conv import (
     use_im2col_budget,
 )
 from minimal_seg.gradcheck import gradcheck
+
+METHODS = ("reference", "fast", "matrix")
 
 # The lecture's transposed-convolution example (seed 003).
 KERNEL = np.array([[1, 4, 1], [1, 4, 3], [3, 3, 1]], dtype=np.float64)
@@ -52,7 +56,7 @@ TRANSPOSE_CASES = [
 def test_lecture_transposed_convolution_exact(xp):
     w = xp.asarray(KERNEL[None, None])
     x = xp.asarray(X_2x2[None, None])
-    for method in ("im2col", "matrix"):
+    for method in METHODS:
         out, _ = conv_transpose2d_forward(x, w, method=method)
         np.testing.assert_array_equal(to_numpy(out)[0, 0], OUT_4x4)
 
@@ -65,41 +69,20 @@ def test_conv2d_hand_example(xp):
     np.testing.assert_array_equal(to_numpy(out)[0, 0], expected)
 
 
-def test_im2col_columns_are_windows(xp):
-    # cols is (C*KH*KW, N*OH*OW): column (n, p, q) is the window of image n at output (p, q),
-    # flattened in (c, i, j) order, the order of w.reshape(OC, C*KH*KW).
-    x = np.arange(2 * 2 * 5 * 5, dtype=np.float64).reshape(2, 2, 5, 5)
-    cols = to_numpy(im2col(xp.asarray(x), 3, stride=2, padding=1))
-    xpad = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
-    assert cols.shape == (2 * 9, 2 * 9)
-    for n in range(2):
-        for p in range(3):
-            for q in range(3):
-                window = xpad[n, :, 2 * p:2 * p + 3, 2 * q:2 * q + 3].ravel()
-                np.testing.assert_array_equal(cols[:, n * 9 + p * 3 + q], window)
-
-
 @pytest.mark.parametrize("size,k,s,p,d", CONV_CASES)
-def test_im2col_col2im_adjoint(xp, rng, size, k, s, p, d):
-    x = xp.asarray(rand(rng, (2, 3) + size))
-    cols = im2col(x, k, s, p, d)
-    y = xp.asarray(rand(rng, cols.shape))
-    assert dot(cols, y) == pytest.approx(dot(x, col2im(y, x.shape, k, s, p, d)), rel=1e-12)
-
-
-@pytest.mark.parametrize("size,k,s,p,d", CONV_CASES)
-def test_conv2d_gradcheck(xp, rng, size, k, s, p, d):
+@pytest.mark.parametrize("method", METHODS)
+def test_conv2d_gradcheck(xp, rng, size, k, s, p, d, method):
     kh, kw = (k, k) if isinstance(k, int) else k
     inputs = {"x": xp.asarray(rand(rng, (2, 3) + size)), "w": xp.asarray(rand(rng, (2, 3, kh, kw))),
               "b": xp.asarray(rand(rng, (2,)))}
     report = gradcheck(conv2d_forward, conv2d_backward, inputs,
-                       kwargs=dict(stride=s, padding=p, dilation=d))
+                       kwargs=dict(stride=s, padding=p, dilation=d, method=method))
     assert report.passed, str(report)
     assert {c.name for c in report.checks} == {"x", "w", "b"}
 
 
 @pytest.mark.parametrize("size,k,s,p,op,d", TRANSPOSE_CASES)
-@pytest.mark.parametrize("method", ["im2col", "matrix"])
+@pytest.mark.parametrize("method", METHODS)
 def test_conv_transpose2d_gradcheck(xp, rng, size, k, s, p, op, d, method):
     kh, kw = (k, k) if isinstance(k, int) else k
     inputs = {"x": xp.asarray(rand(rng, (2, 3) + size)), "w": xp.asarray(rand(rng, (3, 2, kh, kw))),
@@ -111,11 +94,12 @@ def test_conv_transpose2d_gradcheck(xp, rng, size, k, s, p, op, d, method):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("size,k,s,p,d", CONV_CASES)
-def test_conv2d_matches_torch(xp, rng, dtype, size, k, s, p, d):
+@pytest.mark.parametrize("method", ["reference", "fast"])
+def test_conv2d_matches_torch(xp, rng, dtype, size, k, s, p, d, method):
     torch = torch_or_skip()
     kh, kw = (k, k) if isinstance(k, int) else k
     x, w, b = rand(rng, (3, 4) + size, dtype), rand(rng, (5, 4, kh, kw), dtype), rand(rng, (5,), dtype)
-    out, cache = conv2d_forward(xp.asarray(x), xp.asarray(w), xp.asarray(b), s, p, d)
+    out, cache = conv2d_forward(xp.asarray(x), xp.asarray(w), xp.asarray(b), s, p, d, method=method)
     xt, wt, bt = to_torch(x, True), to_torch(w, True), to_torch(b, True)
     ref = torch.nn.functional.conv2d(xt, wt, bt, s, p, d)
     dout = rand(rng, ref.shape, dtype)
@@ -128,7 +112,7 @@ def test_conv2d_matches_torch(xp, rng, dtype, size, k, s, p, d):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("size,k,s,p,op,d", TRANSPOSE_CASES)
-@pytest.mark.parametrize("method", ["im2col", "matrix"])
+@pytest.mark.parametrize("method", ["reference", "fast"])
 def test_conv_transpose2d_matches_torch(xp, rng, dtype, size, k, s, p, op, d, method):
     torch = torch_or_skip()
     kh, kw = (k, k) if isinstance(k, int) else k
@@ -189,104 +173,141 @@ def test_backward_does_not_modify_dout(xp, rng):
     np.testing.assert_array_equal(to_numpy(dout), to_numpy(before))
 
 
-STRIDE1_CASES = [case for case in CONV_CASES if case[2] == 1 and case[0] != (4, 5) and case[1] != 1]
-POINTWISE_CASES = [((4, 4), 1, 1, 0, 1), ((3, 5), 1, 1, 0, 2), ((1, 1), 1, 1, 0, 1)]  # 1x1, stride 1, no padding
+# ---- every method gives the reference's numbers, over the whole option grid -----------------
+
+# (input size, C, OC, kernel, stride, padding, dilation). The sizes pick the fast path's routes
+# (its cache.path): small maps -> "im2col", long rows at stride 1 -> "wide" columns, 1x1 without
+# padding -> "pointwise"; OC > 2*C or padding > dilation*(kernel-1) -> the general backward.
+CONV_GRID = [
+    ((5, 5), 3, 4, 3, 1, 0, 1),
+    ((6, 7), 3, 4, 3, 2, 1, 1),
+    ((7, 6), 3, 4, 3, 3, 2, 1),
+    ((7, 7), 3, 4, 3, 1, 2, 2),
+    ((9, 8), 3, 4, 3, 2, 1, 3),
+    ((6, 5), 3, 4, (2, 3), (1, 2), (1, 0), (2, 1)),
+    ((5, 6), 3, 4, (3, 1), 2, (0, 1), 1),
+    ((4, 5), 3, 4, 1, 1, 1, 1),  # padding > dilation*(kernel-1): no stride-1 shortcut
+    ((6, 5), 1, 8, 3, 1, 1, 1),  # OC > 2*C, a first layer: the forward keeps its columns
+    ((4, 4), 3, 4, 1, 1, 0, 1),  # 1x1: pointwise
+    ((3, 5), 3, 4, 1, 1, 0, 2),
+    ((1, 1), 3, 4, 1, 1, 0, 1),
+    ((7, 23), 3, 4, 3, 1, 1, 1),  # wide columns, backward from the columns of dout
+    ((6, 21), 1, 8, 3, 1, 1, 1),  # wide forward, general backward (OC > 2*C)
+    ((9, 31), 2, 3, 3, 1, 2, 2),
+    ((3, 40), 2, 3, (1, 3), 1, (0, 1), (1, 3)),
+    ((4, 25), 3, 4, 1, 1, 1, 1),  # wide 1x1 with padding
+]
+# (input size, C_in, C_out, kernel, stride, padding, output_padding, dilation)
+TRANSPOSE_GRID = [(size, 3, 2, k, s, p, op, d) for size, k, s, p, op, d in TRANSPOSE_CASES] + [
+    ((5, 24), 3, 2, 3, 1, 1, 0, 1),  # stride 1, long rows: the backward on wide columns of dout
+    ((3, 30), 2, 3, 3, 1, 2, 0, 2),
+    ((4, 9), 2, 3, 2, 2, 0, 1, 1),
+]
 
 
-@pytest.mark.parametrize("size,k,s,p,d", STRIDE1_CASES)
-def test_stride1_shortcut_equals_col2im(xp, rng, size, k, s, p, d):
-    """conv2d_backward's stride-1 shortcut (gradients from the columns of dout) == the general col2im path."""
+def _grid_case(rng, case, transposed, dtype, n=3, values=rand):
+    if transposed:
+        size, c, oc, k, s, p, op, d = case
+        opts = dict(stride=s, padding=p, output_padding=op, dilation=d)
+    else:
+        size, c, oc, k, s, p, d = case
+        opts = dict(stride=s, padding=p, dilation=d)
     kh, kw = (k, k) if isinstance(k, int) else k
-    x, w = xp.asarray(rand(rng, (2, 3) + size)), xp.asarray(rand(rng, (4, 3, kh, kw)))
-    out, cache = conv2d_forward(x, w, stride=s, padding=p, dilation=d)
-    assert cache.flip_padding is not None and cache.cols is None
-    dout = xp.asarray(rand(rng, out.shape))
-    dx, dw, _ = conv2d_backward(dout, cache)
-    general = type(cache)(**vars(cache))
-    general.flip_padding = None  # forces im2col of x and col2im of W.T @ dout
-    dx2, dw2, _ = conv2d_backward(dout, general)
-    np.testing.assert_allclose(to_numpy(dx), to_numpy(dx2), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(to_numpy(dw), to_numpy(dw2), rtol=1e-12, atol=1e-12)
+    x = values(rng, (n, c) + size, dtype)
+    w = values(rng, ((c, oc) if transposed else (oc, c)) + (kh, kw), dtype)
+    return x, w, values(rng, (oc,), dtype), opts
+
+
+def _run(xp, transposed, x, w, b, opts, method, dout=None, rng=None):
+    """[out, dx, dw, db] on the host, and the cache; dout random (from rng) unless given."""
+    fwd, bwd = (conv_transpose2d_forward, conv_transpose2d_backward) if transposed else (conv2d_forward,
+                                                                                           conv2d_backward)
+    out, cache = fwd(xp.asarray(x), xp.asarray(w), xp.asarray(b), **opts, method=method)
+    if dout is None:
+        dout = rand(rng, out.shape, x.dtype)
+    return [to_numpy(a) for a in (out,) + tuple(bwd(xp.asarray(dout), cache))], cache, dout
+
+
+def _assert_same(got, want, dtype, exact=False):
+    tol = 0 if exact else (1e-12 if dtype == np.float64 else 1e-5)
+    for g, e in zip(got, want):
+        assert g.dtype == dtype and g.shape == e.shape
+        np.testing.assert_allclose(g, e, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("method", ["fast", "matrix"])
+@pytest.mark.parametrize("transposed,case", [(False, c) for c in CONV_GRID] + [(True, c) for c in TRANSPOSE_GRID])
+def test_method_equals_reference(xp, rng, transposed, case, method, dtype):
+    """Forward and all three gradients of ``method`` are the reference's (im2col, col2im), dtype kept."""
+    x, w, b, opts = _grid_case(rng, case, transposed, dtype)
+    expected, _, dout = _run(xp, transposed, x, w, b, opts, "reference", rng=rng)
+    got, cache = _run(xp, transposed, x, w, b, opts, method, dout)[:2]
+    assert cache.method == method
+    _assert_same(got, expected, dtype)
+
+
+def test_grid_takes_every_fast_route(xp, rng):
+    """The grid above reaches every route of method="fast": forward paths and both conv2d backwards."""
+    routes = set()
+    for case in CONV_GRID:
+        x, w, b, opts = _grid_case(rng, case, False, np.float64)
+        _, cache = conv2d_forward(xp.asarray(x), xp.asarray(w), xp.asarray(b), **opts)
+        flip = cache.path != "pointwise" and _conv_fast._flip_padding(w.shape, cache) is not None
+        routes.add((cache.path, "from dout" if flip else "general"))
+        assert (cache.cols is not None) == (cache.path == "im2col" and not flip)  # kept only if needed
+    assert routes >= {("pointwise", "general"), ("im2col", "from dout"), ("im2col", "general"),
+                      ("wide", "from dout"), ("wide", "general")}
+
+
+def test_first_layer_forward_is_wide():
+    """The forward's route depends on its own shapes, not on a backward rule: a first layer (OC > 2*C,
+    no stride-1 shortcut in its backward) still runs on wide columns."""
+    x, w = np.zeros((2, 1, 32, 32), np.float32), np.zeros((16, 1, 3, 3), np.float32)
+    _, cache = conv2d_forward(x, w, padding=1)
+    assert cache.path == "wide" and cache.cols is None
+
+
+def test_cache_keeps_the_options_as_pairs(xp):
+    _, cache = conv2d_forward(xp.zeros((1, 2, 9, 9)), xp.zeros((3, 2, 3, 3)), stride=2, padding=(1, 0), dilation=1)
+    assert (cache.stride, cache.padding, cache.dilation, cache.out_size) == ((2, 2), (1, 0), (1, 1), (5, 4))
+    _, cache = conv_transpose2d_forward(xp.zeros((1, 2, 3, 3)), xp.zeros((2, 3, 3, 3)), stride=2, output_padding=1)
+    assert (cache.stride, cache.padding, cache.output_padding, cache.out_size) == ((2, 2), (0, 0), (1, 1), (8, 8))
+
+
+def test_a_method_is_one_table_entry():
+    """The dispatch is the table: every method has a forward and a backward, "fast" is the default."""
+    for table in (CONV2D_METHODS, CONV_TRANSPOSE2D_METHODS):
+        assert set(table) == {"reference", "fast", "matrix"}
+        assert all(len(pair) == 2 and all(map(callable, pair)) for pair in table.values())
+    assert conv2d_forward.__defaults__[-1] == conv_transpose2d_forward.__defaults__[-1] == "fast"
 
 
 def test_im2col_wide_holds_the_windows(xp, rng):
     """Wide columns (stride 1) = im2col's columns at the first OW of every Wp positions of a row."""
     x = xp.asarray(rand(rng, (2, 3, 5, 6)))
     for rows in (slice(0, 5), slice(1, 3)):  # all output rows, or a block of them
-        wide = conv.im2col_wide(conv._pad_flat(x, (1, 2)), 6 + 4, (3, 2), (1, 2), rows)
-        cols = conv.im2col(x, (3, 2), padding=(1, 2), dilation=(1, 2))  # (C*KH*KW, N*OH*OW), OH = 5, OW = 8
+        wide = _conv_fast.im2col_wide(_conv_fast._pad_flat(x, (1, 2)), 6 + 4, (3, 2), (1, 2), rows)
+        cols = im2col(x, (3, 2), padding=(1, 2), dilation=(1, 2))  # (C*KH*KW, N*OH*OW), OH = 5, OW = 8
         r = rows.stop - rows.start
         expected = cols.reshape(3 * 6, 2, 5, 8)[:, :, rows]
         np.testing.assert_array_equal(to_numpy(wide.reshape(3 * 6, 2, r, 10)[..., :8]), to_numpy(expected))
 
 
-WIDE_CASES = STRIDE1_CASES + [((4, 5), 1, 1, 1, 1), ((3, 9), (1, 3), 1, (0, 1), (1, 3))]
-
-
-@pytest.mark.parametrize("size,k,s,p,d", WIDE_CASES)
-@pytest.mark.parametrize("transposed", [False, True])
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_wide_columns_equal_im2col_path(xp, rng, monkeypatch, size, k, s, p, d, transposed, dtype):
-    """Stride 1 by wide columns, one output row per block, gives the numbers of im2col (and col2im)."""
-    kh, kw = (k, k) if isinstance(k, int) else k
-    x = rand(rng, (3, 2) + size, dtype)
-    w, b = rand(rng, (2, 4, kh, kw) if transposed else (4, 2, kh, kw), dtype), rand(rng, (4,), dtype)
-    opts = dict(stride=s, padding=p, dilation=d)
-    out, _ = (conv_transpose2d_forward if transposed else conv2d_forward)(xp.asarray(x), xp.asarray(w), **opts)
-    dout = rand(rng, out.shape, dtype)
-    monkeypatch.setattr(conv, "MIN_WIDE_FILL", 2.0)  # never wide: im2col, col2im
-    expected = _conv_grads(xp, x, w, b, dout, transposed, opts)
-    monkeypatch.setattr(conv, "MIN_WIDE_FILL", 0.0)  # always wide (at stride 1)
-    monkeypatch.setattr(conv, "WIDE_BLOCK_BYTES", 1)  # one row per block on a CPU
-    tol = 1e-12 if dtype == np.float64 else 1e-5
-    for got, want in zip(_conv_grads(xp, x, w, b, dout, transposed, opts), expected):
-        assert got.dtype == dtype
-        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
-
-
 @pytest.mark.parametrize("size", [(64, 64), (8, 8)])  # wide columns, im2col
-def test_empty_batch(xp, size):
+@pytest.mark.parametrize("method", METHODS)
+def test_empty_batch(xp, size, method):
     x, w = xp.zeros((0, 3) + size), xp.ones((4, 3, 3, 3))
-    out, cache = conv2d_forward(x, w, padding=1)
+    out, cache = conv2d_forward(x, w, padding=1, method=method)
     dx, dw, _ = conv2d_backward(xp.zeros(out.shape), cache)
     assert out.shape == (0, 4) + size and dx.shape == x.shape and dw.shape == w.shape
     assert not to_numpy(dw).any()
 
 
-@pytest.mark.parametrize("size,k,s,p,d", POINTWISE_CASES)
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_pointwise_conv_equals_im2col_path(xp, rng, size, k, s, p, d, dtype):
-    """A 1x1 stride-1 conv runs as a batched GEMM, without im2col: same numbers as the general path."""
-    x, w, b = (xp.asarray(rand(rng, shape, dtype)) for shape in ((3, 5) + size, (4, 5, 1, 1), (4,)))
-    out, cache = conv2d_forward(x, w, b, stride=s, padding=p, dilation=d)
-    assert cache.pointwise and out.dtype == dtype and out.flags.c_contiguous
-    dout = xp.asarray(rand(rng, out.shape, dtype))
-    grads = conv2d_backward(dout, cache)
-    cols = conv.im2col(x, 1)  # the general path: im2col, one GEMM, col2im
-    expected_out = (w.reshape(4, 5) @ cols).reshape(4, 3, *size).transpose(1, 0, 2, 3) + b[:, None, None]
-    general = type(cache)(**vars(cache))
-    general.pointwise, general.cols = False, cols
-    tol = 1e-12 if dtype == np.float64 else 1e-5
-    np.testing.assert_allclose(to_numpy(out), to_numpy(expected_out), rtol=tol, atol=tol)
-    for got, want in zip(grads, conv2d_backward(dout, general)):
-        assert got.dtype == dtype and got.shape == want.shape
-        np.testing.assert_allclose(to_numpy(got), to_numpy(want), rtol=tol, atol=tol)
-
-
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_conv2d_many_output_channels_matches_torch(xp, rng, dtype):
-    """OC > 2*C (a first layer): stride 1, but the backward takes the general path."""
-    torch = torch_or_skip()
-    x, w, b = rand(rng, (2, 1, 6, 5), dtype), rand(rng, (8, 1, 3, 3), dtype), rand(rng, (8,), dtype)
-    out, cache = conv2d_forward(xp.asarray(x), xp.asarray(w), xp.asarray(b), padding=1)
-    assert cache.flip_padding is None and cache.cols is not None
-    xt, wt, bt = to_torch(x, True), to_torch(w, True), to_torch(b, True)
-    ref = torch.nn.functional.conv2d(xt, wt, bt, padding=1)
-    dout = rand(rng, ref.shape, dtype)
-    ref.backward(torch.from_numpy(dout))
-    for ours, theirs in zip((out,) + conv2d_backward(xp.asarray(dout), cache), (ref, xt.grad, wt.grad, bt.grad)):
-        assert to_numpy(ours).dtype == dtype
-        assert_close(ours, theirs, dtype)
+def test_backward_checks_dout_shape(xp):
+    out, cache = conv2d_forward(xp.zeros((1, 2, 5, 5)), xp.zeros((3, 2, 3, 3)))
+    with pytest.raises(ValueError, match=r"dout must have the forward output's shape \(1, 3, 3, 3\)"):
+        conv2d_backward(xp.zeros((1, 3, 5, 5)), cache)
 
 
 # ---- the im2col memory budget ------------------------------------------------------
@@ -296,66 +317,41 @@ def _int_valued(rng, shape, dtype):
     return rng.integers(-3, 4, size=shape).astype(dtype)
 
 
-def _conv_grads(xp, x, w, b, dout, transposed, opts):
-    fwd, bwd = (conv_transpose2d_forward, conv_transpose2d_backward) if transposed else (conv2d_forward, conv2d_backward)
-    out, cache = fwd(xp.asarray(x), xp.asarray(w), xp.asarray(b), **opts)
-    return [to_numpy(a) for a in (out,) + tuple(bwd(xp.asarray(dout), cache))]
-
-
 # (transposed, C, OC, size, kernel, options): stride 1 (dx by the flipped kernel), stride 2 (by col2im),
-# dilation, and the U-Net's transposed conv
+# dilation, the U-Net's transposed conv, and wide columns (chunks of images, then blocks of rows)
 BUDGET_CASES = [
     (False, 3, 4, (6, 7), 3, dict(stride=1, padding=1)),
     (False, 3, 4, (7, 6), 3, dict(stride=2, padding=1)),
     (False, 2, 5, (7, 7), 3, dict(stride=1, padding=2, dilation=2)),
     (True, 4, 3, (3, 4), 2, dict(stride=2)),
     (True, 3, 2, (4, 3), 3, dict(stride=1, padding=1, output_padding=0, dilation=1)),
+    (False, 3, 4, (6, 23), 3, dict(stride=1, padding=1)),
+    (False, 1, 8, (5, 21), 3, dict(stride=1, padding=1)),
+    (True, 3, 2, (4, 24), 3, dict(stride=1, padding=1)),
 ]
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("transposed,c,oc,size,k,opts", BUDGET_CASES)
-@pytest.mark.parametrize("wide", [False, True])
-def test_chunked_equals_unchunked(xp, rng, monkeypatch, dtype, transposed, c, oc, size, k, opts, wide):
-    if wide:  # stride 1 by wide columns even on these small images; chunks of images, then of rows
-        monkeypatch.setattr(conv, "MIN_WIDE_FILL", 0.0)
+def test_chunked_equals_unchunked(xp, rng, dtype, transposed, c, oc, size, k, opts):
+    """With a budget of one image (or less: blocks of rows), the fast path gives the unchunked numbers
+    exactly, and the reference's."""
     n = 5  # odd, so the last chunk is smaller
     x = _int_valued(rng, (n, c) + size, dtype)
     w = _int_valued(rng, (c, oc, k, k) if transposed else (oc, c, k, k), dtype)
     b = _int_valued(rng, (oc,), dtype)
-    out, _ = (conv_transpose2d_forward if transposed else conv2d_forward)(xp.asarray(x), xp.asarray(w), **opts)
-    dout = _int_valued(rng, out.shape, dtype)
-    whole = _conv_grads(xp, x, w, b, dout, transposed, opts)
-
-    largest, calls = [0], [0]
-    real_im2col, real_im2col_wide, real_col2im = conv.im2col, conv.im2col_wide, conv.col2im
-
-    def spy(make):
-        def spied(*args, **kwargs):
-            cols = make(*args, **kwargs)
-            largest[0], calls[0] = max(largest[0], cols.nbytes), calls[0] + 1
-            return cols
-        return spied
-
-    def spy_col2im(cols, *args, **kwargs):
-        largest[0], calls[0] = max(largest[0], cols.nbytes), calls[0] + 1
-        return real_col2im(cols, *args, **kwargs)
-
-    monkeypatch.setattr(conv, "im2col", spy(real_im2col))
-    monkeypatch.setattr(conv, "im2col_wide", spy(real_im2col_wide))  # stride 1: blocks of rows
-    monkeypatch.setattr(conv, "col2im", spy_col2im)
+    whole, cache, dout = _run(xp, transposed, x, w, b, opts, "fast", rng=rng)
+    dout = np.rint(dout)
+    whole = _run(xp, transposed, x, w, b, opts, "fast", dout)[0]
     # the largest column matrix of one image: of x or dout for conv2d, of dout (C_out rows per offset,
     # one column per input pixel) for conv_transpose2d
-    in_pixels, out_pixels = int(np.prod(size)), int(np.prod(out.shape[2:]))
+    in_pixels, out_pixels = int(np.prod(size)), int(np.prod(cache.out_size))
     per_image = (oc * in_pixels if transposed else max(c * out_pixels, oc * in_pixels)) * k * k
-    budget = per_image * np.dtype(dtype).itemsize  # one image per chunk for the largest matrix
+    budget = per_image * np.dtype(dtype).itemsize
     with use_im2col_budget(budget):
-        chunked = _conv_grads(xp, x, w, b, dout, transposed, opts)
-    assert calls[0] >= n, "expected the batch to be split into chunks"
-    assert largest[0] <= budget
-    for got, expected in zip(chunked, whole):
-        assert got.dtype == dtype
-        np.testing.assert_array_equal(got, expected)
+        chunked = _run(xp, transposed, x, w, b, opts, "fast", dout)[0]
+    _assert_same(chunked, whole, dtype, exact=True)
+    _assert_same(chunked, _run(xp, transposed, x, w, b, opts, "reference", dout)[0], dtype, exact=True)
 
 
 @pytest.mark.parametrize("stride", [1, 2])
@@ -387,7 +383,7 @@ def test_batch_chunks(xp):
     # on a CPU, chunks of about CPU_CHUNK_BYTES (cache-sized) even when the budget allows more
     mib, eight = 2**20, xp.zeros((8, 1))
     if xp.__name__ == "numpy":
-        assert conv.CPU_CHUNK_BYTES == 4 * mib
+        assert _im2col_budget.CPU_CHUNK_BYTES == 4 * mib
         assert batch_chunks(eight, mib) == [slice(0, 4), slice(4, 8)]
         assert batch_chunks(eight, 20 * mib) == [slice(i, i + 1) for i in range(8)]
     else:

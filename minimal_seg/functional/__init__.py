@@ -1,16 +1,17 @@
 """Pure forward/backward pairs: ``out, cache = op_forward(...)``, ``grads = op_backward(dout, cache)``.
 
-Read in the order of the course: shapes (output sizes) -> conv (im2col) ->
+Read in the order of the course: shapes (output sizes) -> im2col -> conv ->
 conv_matrix (the lecture's view) -> pool -> upsample -> adaptive_pool -> activation -> norm -> loss.
 """
+from .im2col import col2im, conv_weight_grad, im2col
 from .conv import (
-    col2im,
     conv2d_backward,
     conv2d_forward,
     conv_transpose2d_backward,
     conv_transpose2d_forward,
-    conv_weight_grad,
-    im2col,
+    get_im2col_budget,
+    set_im2col_budget,
+    use_im2col_budget,
 )
 from .conv_matrix import conv_matrix
 from .shapes import (

@@ -1,0 +1,72 @@
+"""``run``: every table of the benchmark in one process, printed, and saved as JSON and PNG."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import numpy
+
+from .. import backend
+from ..functional.conv import get_im2col_budget
+from ..machine import machine_info
+from .cases import TARGETS, pool_cases, quick_cases, quick_pool_cases, unet_cases
+from .ops import summary, time_cases
+from .pooling import pool_summary, time_pool_cases
+from .report import format_report, plot
+from .step import training_step_benchmarks
+from .timing import import_torch, syncer
+
+
+def run(backend_name=None, quick=False, repeats=None, warmup=None, batch=8, size=64, base=16,
+        use_torch=True, json_path="bench.json", png_path="bench.png", seed=0, settle=0.15, stream=sys.stdout):
+    """Run the benchmark, print the report, write JSON and PNG; returns the result dict.
+
+    The JSON holds: machine (``machine.machine_info`` and the im2col budget),
+    settings, ops (one row per conv case, all samples), summary, pool_ops,
+    pool_summary and training.
+    """
+    backend_name = backend_name or backend.get_backend()
+    repeats = repeats or (3 if quick else 15)
+    warmup = 1 if quick and warmup is None else (3 if warmup is None else warmup)
+    with backend.use_backend(backend_name) as xp:
+        torch = import_torch(backend_name) if use_torch else None
+        info = machine_info(backend_name, torch)
+        info["im2col_budget_bytes"] = get_im2col_budget()
+        sync = syncer(backend_name, torch)
+        rng = numpy.random.default_rng(seed)
+        cases = quick_cases() if quick else unet_cases(batch, size, base)
+        pause = settle if backend_name == "numpy" else 0
+        rows = time_cases(cases, xp, torch, repeats, warmup, sync, rng, settle=pause)
+        pools = time_pool_cases(quick_pool_cases() if quick else pool_cases(batch, size, base), xp, torch, repeats,
+                                warmup, sync, rng, settle=pause)
+    training = training_step_benchmarks(backend_name, quick, repeats, warmup, torch=torch, settle=settle, seed=seed)
+    if hasattr(os, "getloadavg"):
+        info["load_average_end"] = os.getloadavg()
+    result = {
+        "machine": info,
+        "settings": {"backend": backend_name, "quick": quick, "repeats": repeats, "warmup": warmup,
+                     "batch": batch, "size": size, "base": base, "dtype": "float32", "seed": seed,
+                     "statistic": "median", "settle_s": settle, "targets": TARGETS},
+        "ops": rows,
+        "summary": summary(rows),
+        "pool_ops": pools,
+        "pool_summary": pool_summary(pools),
+        "training": training,
+    }
+    for op, total in result["pool_summary"].items():
+        if "target_met" in total:
+            result["summary"]["targets_met"][f"{op} fwd+bwd / torch <= {TARGETS['pool_fwdbwd_over_torch']}"] = \
+                total["target_met"]
+    print(format_report(result), file=stream)
+    for path, write in ((json_path, _write_json), (png_path, plot)):
+        if path:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            write(result, path)
+            print(f"wrote {path}", file=stream)
+    return result
+
+
+def _write_json(result, path):
+    with open(path, "w") as f:
+        json.dump(result, f, indent=1)

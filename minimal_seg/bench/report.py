@@ -1,0 +1,138 @@
+"""The printed report (machine, conv table, totals and targets, pooling, training step) and the PNG chart."""
+from __future__ import annotations
+
+import numpy
+
+from ..machine import env_text
+from .cases import TARGETS
+
+
+def _table(rows, columns):
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(columns)]
+    lines = ["  ".join(h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(columns, widths)))]
+    for r in rows:
+        lines.append("  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(r, widths))))
+    return "\n".join(lines)
+
+
+def format_report(result):
+    """The printed report: machine, per-op table, totals and targets, training steps."""
+    info, rows, summ = result["machine"], result["ops"], result["summary"]
+    blas = info.get("blas")
+    if isinstance(blas, list):
+        blas = "; ".join(f"{b['internal_api']} {b['version']} ({b.get('architecture')}, "
+                         f"{b['num_threads']} threads)" for b in blas)
+    env = env_text(info)
+    lines = [
+        f"minimal_seg bench ({info['backend']}): {result['settings']['repeats']} repeats after "
+        f"{result['settings']['warmup']} warm-up, medians, interleaved; float32",
+        f"cpu: {info['cpu']} ({info.get('usable_cpus', info['cpu_count'])} usable cores)"
+        + (f"; gpu: {info['gpu']}" if "gpu" in info else ""),
+        f"numpy {info['numpy']}; torch {info.get('torch', 'not installed')}"
+        + (f" ({info['torch_threads']} threads)" if "torch_threads" in info else ""),
+        f"blas: {blas}",
+        f"env: {env}; im2col budget {info['im2col_budget_bytes'] / 2**20:.0f} MiB",
+        f"load average at start {tuple(round(v, 2) for v in info.get('load_average_start', ()))}, "
+        f"at end {tuple(round(v, 2) for v in info.get('load_average_end', ()))}",
+    ]
+    load = info.get("load_average_start")
+    cores = info.get("usable_cpus", info["cpu_count"]) or 1
+    if info["backend"] == "numpy" and load and load[0] > 0.5 * cores:
+        lines.append(f"WARNING: other processes were running (1-minute load average {load[0]:.1f} on "
+                     f"{cores} cores when the bench started): timings are noisy")
+    has_torch = "torch_fwd" in rows[0]["ms"]
+    columns = ["op", "GEMM fwd", "ours fwd", "/GEMM"] + (["torch fwd", "/torch"] if has_torch else [])
+    columns += ["GEMM f+b", "ours f+b", "/GEMM"] + (["torch f+b", "/torch"] if has_torch else [])
+    columns += ["GFLOP/s"]
+    table = []
+    totals = [(f"total {op}" if op != "all" else "total", summ[op]) for op in ("conv2d", "conv_transpose2d", "all")
+              if op in summ]
+    for r in rows + [{"label": label, "ms": t["total_ms"], "ratios": t["total_ratios"]} for label, t in totals] \
+            + [{"label": "geometric mean", "ms": None, "ratios": summ["all"]["geomean_ratios"]}]:
+        ms, ra = r["ms"], r["ratios"]
+        cells = [r["label"]]
+        for p in ("fwd", "fwdbwd"):
+            cells += [f"{ms[f'gemm_{p}']:.2f}" if ms else "", f"{ms[f'ours_{p}']:.2f}" if ms else "",
+                      f"{ra[f'{p}_over_gemm']:.2f}"]
+            if has_torch:
+                cells += [f"{ms[f'torch_{p}']:.2f}" if ms else "", f"{ra[f'{p}_over_torch']:.2f}"]
+        cells.append(f"{r['gemm_gflops_fwdbwd']:.0f}" if "gemm_gflops_fwdbwd" in r else "")
+        table.append(cells)
+    lines += ["", "times in ms (f+b = forward + backward); GEMM = the bare GEMMs, each in its faster layout; "
+              "GFLOP/s of those", _table(table, columns), ""]
+    for label, t in totals:
+        tr = t["total_ratios"]
+        text = f"{label} ({t['cases']} shapes): ours/GEMM fwd+bwd {tr['fwdbwd_over_gemm']:.2f}"
+        if has_torch:
+            text += f", ours/torch {tr['fwdbwd_over_torch']:.2f}, torch/GEMM {tr['torch_fwdbwd_over_gemm']:.2f}"
+        text += f"; ours/GEMM as written (C = A @ B) {tr['fwdbwd_over_gemm_ab']:.2f}"
+        lines.append(text)
+    if result.get("pool_ops"):
+        lines += ["", "pooling (times in ms)", _pool_table(result["pool_ops"], result["pool_summary"]), ""]
+    lines.append("targets: " + ", ".join(f"{k}: {'met' if v else 'NOT met'}" for k, v in summ["targets_met"].items()))
+    if result.get("training"):
+        rows_t = [[t["model"], f"{t['batch']}x{t['size']}", _fmt(t.get("ours_ms")), _fmt(t.get("torch_ms")),
+                   _fmt(t.get("ratio")), _fmt(t.get("ours_images_per_s"), 1), _fmt(t.get("torch_images_per_s"), 1),
+                   _fmt(t.get("ours_peak_mib"), 0), _fmt(t.get("torch_peak_mib"), 0)]
+                  for t in result["training"]]
+        lines += ["", "training step", _table(rows_t, ["model", "batch", "ours ms", "torch ms", "ratio",
+                                                      "ours img/s", "torch img/s", "ours MiB", "torch MiB"])]
+    return "\n".join(lines)
+
+
+def _pool_table(rows, summary):
+    """ours vs torch per pooling case, then the totals per op."""
+    has_torch = "torch_fwd" in rows[0]["ms"]
+    columns = ["op", "ours fwd"] + (["torch fwd", "/torch"] if has_torch else []) + ["ours f+b"] \
+        + (["torch f+b", "/torch"] if has_torch else [])
+    table = []
+    totals = [{"label": f"total {op}", "ms": t["total_ms"], "ratios": t["total_ratios"]} for op, t in summary.items()]
+    for r in rows + totals:
+        cells = [r["label"]]
+        for p in ("fwd", "fwdbwd"):
+            cells.append(f"{r['ms'][f'ours_{p}']:.2f}")
+            if has_torch:
+                cells += [f"{r['ms'][f'torch_{p}']:.2f}", f"{r['ratios'][f'{p}_over_torch']:.2f}"]
+        table.append(cells)
+    return _table(table, columns)
+
+
+def _fmt(value, digits=2):
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def plot(result, path):
+    """Bar chart of the forward+backward ratios per op (conv, then pooling), with the target lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summary = result["summary"]
+    rows = result["ops"] + [{"label": f"TOTAL {op}" if op != "all" else "TOTAL", "ratios": summary[op]["total_ratios"]}
+                            for op in ("conv2d", "conv_transpose2d", "all") if op in summary]
+    has_torch = "fwdbwd_over_torch" in rows[0]["ratios"]
+    if has_torch:  # the pooling ops have no GEMM: only their ours / torch bar (NaN draws no bar)
+        rows += [{"label": r["label"], "ratios": {"fwdbwd_over_gemm": float("nan"), **r["ratios"]}}
+                 for r in result.get("pool_ops", [])]
+    labels = [r["label"] for r in rows]
+    x = numpy.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(max(8, 0.6 * len(rows) + 2), 4.5))
+    width = 0.4 if has_torch else 0.6
+    ax.bar(x - (width / 2 if has_torch else 0), [r["ratios"]["fwdbwd_over_gemm"] for r in rows], width,
+           label="ours / bare GEMMs")
+    ax.axhline(TARGETS["fwdbwd_over_gemm"], color="C0", ls="--", lw=1, label=f"target {TARGETS['fwdbwd_over_gemm']}")
+    if has_torch:
+        ax.bar(x + width / 2, [r["ratios"]["fwdbwd_over_torch"] for r in rows], width, label="ours / torch")
+        ax.axhline(TARGETS["fwdbwd_over_torch"], color="C1", ls="--", lw=1,
+                   label=f"target {TARGETS['fwdbwd_over_torch']}")
+    ax.axhline(1.0, color="gray", lw=0.8)
+    ax.set_xticks(x)
+    ax.set_xticklabels(labels, rotation=60, ha="right", fontsize=8)
+    ax.set_ylabel("time ratio, forward + backward")
+    info = result["machine"]
+    ax.set_title(f"minimal_seg conv and pooling ({info['backend']}) on {info.get('gpu', info['cpu'])}", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,76 @@
+"""The machine a measurement ran on: CPU, thread settings, BLAS, library versions, load.
+
+The bottom layer: it imports nothing from minimal_seg, so every tool that
+reports a timing (``bench``, ``compare``) can record its machine the same
+way.
+"""
+from __future__ import annotations
+
+import os
+import platform
+
+import numpy
+
+# The variables that change the numbers: BLAS and OpenMP threads, and minimal_seg's own settings.
+ENV_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+            "MKL_NUM_THREADS", "MINIMAL_SEG_IM2COL_BUDGET", "MINIMAL_SEG_BACKEND")
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (else what ``platform`` knows)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info(backend_name="numpy", torch=None) -> dict:
+    """Everything that changes the numbers: CPU, thread counts, BLAS, library versions, load.
+
+    ``torch`` (the module, if the measurement used it) adds its version and
+    thread count; ``backend_name="cupy"`` adds the GPU's name and CuPy's version.
+    """
+    info = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "numpy": numpy.__version__,
+        "backend": backend_name,
+        "env": {k: os.environ.get(k) for k in ENV_VARS},
+    }
+    if hasattr(os, "sched_getaffinity"):
+        info["usable_cpus"] = len(os.sched_getaffinity(0))
+    if hasattr(os, "getloadavg"):
+        info["load_average_start"] = os.getloadavg()
+    info["blas"] = blas_info()
+    if torch is not None:
+        info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+    if backend_name == "cupy":
+        import cupy
+
+        props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
+        name = props["name"]
+        info["gpu"] = name.decode() if isinstance(name, bytes) else str(name)
+        info["cupy"] = cupy.__version__
+    return info
+
+
+def blas_info():
+    """The BLAS libraries loaded in this process (via threadpoolctl), or a line saying why not."""
+    try:
+        import threadpoolctl
+    except ImportError:
+        return "threadpoolctl not installed (pip install threadpoolctl to report BLAS)"
+    keys = ("internal_api", "version", "num_threads", "architecture", "threading_layer")
+    return [{k: lib.get(k) for k in keys} for lib in threadpoolctl.threadpool_info()]
+
+
+def env_text(info) -> str:
+    """The thread and budget variables that were set when ``info`` was taken, as "NAME=value, ..."."""
+    return ", ".join(f"{k}={v}" for k, v in info["env"].items() if v is not None) or "none set"
