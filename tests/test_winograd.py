@@ -1,4 +1,4 @@
-"""Winograd F(2x2, 3x3) (functional/_winograd.py): equal to the im2col convolution, forward and backward.
+"""conv2d_forward(..., method="winograd") (functional/_winograd.py): equal to the reference, forward and backward.
 
 Three checks, as for every fast path: equality with the reference in float64
 (1e-10 of the largest entry; in practice ~1e-15), a float32 bound against the
@@ -31,35 +31,37 @@ def _rel(ours, ref):
     return float(np.abs(ours - ref).max()) / max(1.0, float(np.abs(ref).max()))
 
 
+def _run(method, x, w, b, padding, dout):
+    out, cache = F.conv2d_forward(x, w, b, padding=padding, method=method)
+    return (out,) + F.conv2d_backward(dout, cache)
+
+
 def _both(xp, rng, case, dtype):
+    """(out, dx, dw, db) by the reference and by Winograd, for one random case."""
     n, c, h, w, k, padding = case
     x, wt, b = (xp.asarray(rand(rng, s, dtype)) for s in ((n, c, h, w), (k, c, 3, 3), (k,)))
-    ref, ref_cache = F.conv2d_forward(x, wt, b, padding=padding)
-    out, cache = W.winograd_conv2d_forward(x, wt, b, padding)
-    dout = xp.asarray(rand(rng, ref.shape, dtype))
-    return (ref, F.conv2d_backward(dout, ref_cache)), (out, W.winograd_conv2d_backward(dout, cache))
+    out_size = (h + 2 * padding[0] - 2, w + 2 * padding[1] - 2)
+    dout = xp.asarray(rand(rng, (n, k) + out_size, dtype))
+    return _run("reference", x, wt, b, padding, dout), _run("winograd", x, wt, b, padding, dout)
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)
-def test_equal_to_im2col_in_float64(xp, rng, case):
-    (ref, (dx, dw, _)), (out, (dx_w, dw_w)) = _both(xp, rng, case, np.float64)
-    assert out.shape == ref.shape and dx_w.shape == dx.shape and dw_w.shape == dw.shape
-    for ours, theirs in ((out, ref), (dx_w, dx), (dw_w, dw)):
+def test_equal_to_the_reference_in_float64(xp, rng, case):
+    reference, winograd = _both(xp, rng, case, np.float64)
+    for ours, theirs in zip(winograd, reference):
+        assert ours.shape == theirs.shape
         assert _rel(ours, theirs) <= 1e-10
 
 
 def test_float32_stays_float32_and_within_its_bound(xp, rng):
     case = (2, 64, 10, 12, 32, (1, 1))
     n, c, h, w, k, padding = case
-    x64, w64 = rand(rng, (n, c, h, w)), rand(rng, (k, c, 3, 3))
-    exact, cache64 = F.conv2d_forward(xp.asarray(x64), xp.asarray(w64), None, padding=padding)
-    out, cache = W.winograd_conv2d_forward(xp.asarray(x64, dtype=np.float32), xp.asarray(w64, dtype=np.float32),
-                                           None, padding)
-    dout64 = rand(rng, exact.shape)
-    dx, dw = W.winograd_conv2d_backward(xp.asarray(dout64, dtype=np.float32), cache)
-    dx64, dw64, _ = F.conv2d_backward(xp.asarray(dout64), cache64)
-    assert out.dtype == dx.dtype == dw.dtype == np.float32
-    for ours, theirs in ((out, exact), (dx, dx64), (dw, dw64)):
+    x, w, dout = rand(rng, (n, c, h, w)), rand(rng, (k, c, 3, 3)), rand(rng, (n, k, h, w))
+    exact = _run("reference", xp.asarray(x), xp.asarray(w), None, padding, xp.asarray(dout))
+    single = [xp.asarray(a, dtype=np.float32) for a in (x, w, dout)]
+    winograd = _run("winograd", single[0], single[1], None, padding, single[2])
+    for ours, theirs in zip(winograd[:3], exact[:3]):
+        assert ours.dtype == np.float32
         assert _rel(ours, theirs) <= FLOAT32_BOUND
 
 
@@ -68,22 +70,27 @@ def test_gradcheck(xp, rng, case):
     n, c, h, w, k, padding = case
     inputs = {"x": xp.asarray(rand(rng, (n, c, h, w))), "w": xp.asarray(rand(rng, (k, c, 3, 3)))}
 
-    def forward(x, w):
-        return W.winograd_conv2d_forward(x, w, None, padding)
-
-    report = gradcheck(forward, W.winograd_conv2d_backward, inputs, label="winograd")
+    report = gradcheck(F.conv2d_forward, F.conv2d_backward, inputs, {"padding": padding, "method": "winograd"},
+                       label="winograd")
     assert report.passed, str(report)
 
 
 def test_a_wrong_transform_is_caught(xp, rng, monkeypatch):
     """The equality test can fail: a sign error in Bᵀ changes the output."""
     monkeypatch.setattr(W, "B_T", ((1, 0, -1, 0), (0, 1, 1, 0), (0, 1, 1, 0), (0, 1, 0, -1)))
-    (ref, _), (out, _) = _both(xp, rng, CASES[0], np.float64)
-    assert _rel(out, ref) > 1e-3
+    reference, winograd = _both(xp, rng, CASES[0], np.float64)
+    assert _rel(winograd[0], reference[0]) > 1e-3
 
 
-def test_applies_only_to_3x3_stride_1_undilated():
-    assert W.applies((4, 3, 3, 3), (1, 1), (1, 1))
-    assert not W.applies((4, 3, 5, 5), (1, 1), (1, 1))
-    assert not W.applies((4, 3, 3, 3), (2, 2), (1, 1))
-    assert not W.applies((4, 3, 3, 3), (1, 1), (2, 2))
+def test_empty_batch(xp):
+    x, w = xp.zeros((0, 3, 6, 6)), xp.ones((4, 3, 3, 3))
+    out, cache = F.conv2d_forward(x, w, padding=1, method="winograd")
+    dx, dw, _ = F.conv2d_backward(xp.zeros(out.shape), cache)
+    assert out.shape == (0, 4, 6, 6) and dx.shape == x.shape and dw.shape == w.shape and not dw.any()
+
+
+@pytest.mark.parametrize("kernel, options", [(5, {}), (3, {"stride": 2}), (3, {"dilation": 2})])
+def test_other_convolutions_get_one_clear_error(rng, kernel, options):
+    x, w = rand(rng, (1, 2, 9, 9)), rand(rng, (3, 2, kernel, kernel))
+    with pytest.raises(ValueError, match="method='winograd' computes 3x3 convolutions with stride 1"):
+        F.conv2d_forward(x, w, method="winograd", **options)

@@ -37,7 +37,6 @@ Layout: the tiles of all images and channels are kept channels-first,
 from __future__ import annotations
 
 from ..backend import array_module
-from .common import Cache
 
 # The transforms of F(2x2, 3x3) (Lavin and Gray, 2016, section 4.1).
 B_T = ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1))
@@ -128,23 +127,28 @@ def output_transform(m, out):
     return out
 
 
-def winograd_conv2d_forward(x, w, b, padding):
-    """3x3 stride-1 conv2d of x (N, C, H, W) with w (K, C, 3, 3): out (N, K, H + 2p - 2, W + 2q - 2)."""
+def conv2d_forward(x, w, b, cache):
+    """out (N, K, OH, OW) of a 3x3 stride-1 conv2d, x (N, C, H, W), w (K, C, 3, 3): the ``"winograd"`` method.
+
+    ``cache`` comes from ``conv.conv2d_forward`` (options as pairs, out_size); V and U are added to it.
+    """
+    if not applies(w.shape, cache.stride, cache.dilation):
+        raise ValueError("method='winograd' computes 3x3 convolutions with stride 1 and dilation 1; got kernel "
+                         f"{tuple(w.shape[2:])}, stride {cache.stride}, dilation {cache.dilation}")
     xp = array_module(x)
-    n, c, h, wd = x.shape
+    n, c = x.shape[:2]
     k = w.shape[0]
-    out_h, out_w = h + 2 * padding[0] - 2, wd + 2 * padding[1] - 2
+    out_h, out_w = cache.out_size
     th, tw = _tile_counts(out_h, out_w)
-    v = input_transform(_padded_channels_first(x, padding, th, tw), th, tw)
+    v = input_transform(_padded_channels_first(x, cache.padding, th, tw), th, tw)
     u = filter_transform(w)
     m = u.reshape(16, k, c) @ v.reshape(16, c, n * th * tw)
     y = output_transform(m.reshape(4, 4, k, n, th, tw), xp.empty((k, n, th, 2, tw, 2), dtype=x.dtype))
-    out = y.reshape(k, n, 2 * th, 2 * tw)[:, :, :out_h, :out_w].transpose(1, 0, 2, 3)
+    out = xp.ascontiguousarray(y.reshape(k, n, 2 * th, 2 * tw)[:, :, :out_h, :out_w].transpose(1, 0, 2, 3))
     if b is not None:
-        out = out + b.reshape(1, k, 1, 1)
-    cache = Cache(v=v.reshape(16, c, n * th * tw), u=u.reshape(16, k, c), x_shape=x.shape, padding=padding,
-                  tiles=(th, tw))
-    return xp.ascontiguousarray(out), cache
+        out += b.reshape(1, k, 1, 1)
+    cache.v, cache.u, cache.tiles = v.reshape(16, c, n * th * tw), u.reshape(16, k, c), (th, tw)
+    return out
 
 
 def _output_grad_transform(dout, th, tw):
@@ -181,8 +185,8 @@ def _input_grad_transform(dv, x_shape, padding, th, tw):
     return xp.ascontiguousarray(dxpad[:, :, ph:ph + h, pw:pw + wd].transpose(1, 0, 2, 3))
 
 
-def winograd_conv2d_backward(dout, cache):
-    """(dx, dw) of ``winograd_conv2d_forward`` (the bias gradient is the caller's dout.sum((0, 2, 3)))."""
+def conv2d_backward(dout, cache):
+    """(dx, dw) of the ``"winograd"`` forward (``conv.conv2d_backward`` adds db)."""
     xp = array_module(dout)
     th, tw = cache.tiles
     k, c = cache.u.shape[1:]
@@ -190,5 +194,5 @@ def winograd_conv2d_backward(dout, cache):
     du = (dm @ cache.v.transpose(0, 2, 1)).reshape(4, 4, k, c).transpose(2, 3, 0, 1)  # (K, C, 4, 4)
     g = xp.asarray(G, dtype=dout.dtype)
     dw = xp.ascontiguousarray(_sandwich(g.T, du, g).transpose(2, 3, 0, 1))           # Gᵀ dU G: (K, C, 3, 3)
-    dv = (cache.u.transpose(0, 2, 1) @ dm).reshape(4, 4, c, cache.x_shape[0], th, tw)
-    return _input_grad_transform(dv, cache.x_shape, cache.padding, th, tw), dw
+    dv = (cache.u.transpose(0, 2, 1) @ dm).reshape(4, 4, c, cache.x.shape[0], th, tw)
+    return _input_grad_transform(dv, cache.x.shape, cache.padding, th, tw), dw
