@@ -32,7 +32,10 @@ and its backward that convolution's forward::
   shortcuts for stride 1 and 1x1 kernels (``_conv_fast.py``), tested equal
   to the reference;
 - ``"matrix"``: out = C x with the dense matrix (``conv_matrix.py``), for
-  small inputs.
+  small inputs;
+- ``"winograd"`` (conv2d, 3x3 kernels, stride 1, no dilation): Winograd's
+  F(2x2, 3x3), 16 multiplications per 2x2 output tile instead of 36
+  (``_winograd.py``).
 
 The options (an int or an (h, w) pair each) are checked and made pairs once,
 by ``conv2d_forward`` and ``conv_transpose2d_forward``. The cache keeps x, w,
@@ -42,7 +45,7 @@ the backward runs that method's backward.
 from __future__ import annotations
 
 from ..backend import array_module
-from . import _conv_fast, conv_matrix
+from . import _conv_fast, _winograd, conv_matrix
 from ._im2col_budget import get_im2col_budget, set_im2col_budget, use_im2col_budget  # noqa: F401 (re-exported)
 from .common import Cache, check_array, check_dout, check_float, check_nchw, check_ndim, check_same_module
 from .im2col import batch_first, channels_first, col2im, conv_options, conv_weight_grad, im2col
@@ -61,7 +64,8 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, method="fast")
     """2-D convolution (cross-correlation, as PyTorch): x (N, C, H, W) -> out (N, OC, OH, OW).
 
     w (OC, C, KH, KW), b (OC,) or None; stride, padding, dilation: an int or
-    an (h, w) pair; method: ``"fast"`` (default), ``"reference"`` or ``"matrix"``::
+    an (h, w) pair; method: ``"fast"`` (default), ``"reference"``, ``"matrix"`` or
+    ``"winograd"`` (3x3, stride 1, dilation 1 only)::
 
         out[n, o, p, q] = b[o] + sum_{c,i,j} w[o, c, i, j] * xpad[n, c, p*SH + i*DH, q*SW + j*DW]
     """
@@ -151,6 +155,7 @@ CONV2D_METHODS = {
     "reference": (_conv2d_reference, _conv2d_reference_backward),
     "fast": (_conv_fast.conv2d_forward, _conv_fast.conv2d_backward),
     "matrix": (conv_matrix.conv2d_by_matrix, conv_matrix.conv2d_by_matrix_backward),
+    "winograd": (_winograd.conv2d_forward, _winograd.conv2d_backward),
 }
 CONV_TRANSPOSE2D_METHODS = {
     "reference": (_conv_transpose2d_reference, _conv_transpose2d_reference_backward),
