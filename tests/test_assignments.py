@@ -28,7 +28,7 @@ def student_dir(tmp_path_factory):
 def _mutated(tmp_path, name, old, new):
     """A copy of assignment ``name``'s solution file with ``old`` (found exactly once) replaced by ``new``."""
     a = get_assignment(name)
-    source = a.solution_file.read_text()
+    source = a.solution_file().read_text()
     assert source.count(old) == 1, f"the planted bug's anchor {old!r} must occur once in {a.filename}"
     path = tmp_path / a.filename
     path.write_text(source.replace(old, new))
@@ -52,7 +52,7 @@ def test_stub_fails_with_not_implemented(name, student_dir):
     text = str(result)
     assert "Traceback" not in text and "Still to write:" in text
     # every function with a solution block is listed, with the stub's own message
-    source = get_assignment(name).solution_file.read_text()
+    source = get_assignment(name).solution_file().read_text()
     written = {n.name for n in ast.walk(ast.parse(source))
                if isinstance(n, ast.FunctionDef) and "START SOLUTION" in ast.get_source_segment(source, n)}
     assert {s.split(":")[0] for s in result.stubs} == written
@@ -61,7 +61,7 @@ def test_stub_fails_with_not_implemented(name, student_dir):
 
 def test_student_version_keeps_docstrings_and_drops_solutions(student_dir):
     for a in ASSIGNMENTS.values():
-        solution, student = a.solution_file.read_text(), (student_dir / a.filename).read_text()
+        solution, student = a.solution_file().read_text(), (student_dir / a.filename).read_text()
         assert "SOLUTION" not in student
         ours = {n.name: n for n in ast.walk(ast.parse(solution)) if isinstance(n, ast.FunctionDef)}
         theirs = {n.name: n for n in ast.walk(ast.parse(student)) if isinstance(n, ast.FunctionDef)}
@@ -144,12 +144,14 @@ def test_an_exception_in_the_students_code_names_the_line(tmp_path):
     assert first.where.startswith("a1_conv_im2col.py line") and "out.reshape(n, oc, ow, oh + 1)" in first.where
 
 
-def test_a_file_that_does_not_import_is_one_clear_row(tmp_path):
+def test_a_file_that_does_not_import_fails_every_check_with_one_reason(tmp_path):
     path = _mutated(tmp_path, "a2", "def conv_matrix(w, input_size, stride=1, padding=0):",
                     "def conv_matrix(w, input_size, stride=1, padding=0)")
     result = check("a2", impl=path, verbose=False)
-    assert [r.status for r in result.results] == ["FAIL"]
-    assert "SyntaxError" in result.results[0].what and "line" in result.results[0].where
+    assert result.score == 0 and len(result.results) == len(get_assignment("a2").checklist().checks)
+    assert all(r.status == "FAIL" for r in result.results)
+    assert "SyntaxError" in result.rejected and "line" in result.rejected_where
+    assert str(result).count("SyntaxError") == 1  # said once, not once per check
 
 
 def test_a_missing_function_is_named(tmp_path):

@@ -86,8 +86,11 @@ def diagnose(actual, expected, border: int = 0, rtol: float = 1e-6):
 
 
 def hint_for(name: str, pattern: str, hints: dict | None) -> str:
-    """The check's hint for this pattern, else its "default" hint, else the generic one."""
+    """The check's hint for this pattern, else its "default" hint, else the generic one.
+
+    "{name}" in a hint becomes the array's name (other braces, as in a formula's sum_{c,i,j}, stay as they are).
+    """
     hints = hints or {}
     text = hints.get(pattern) or hints.get("default") or f"{name}: {DEFAULT_HINTS[pattern]}"
-    return text.format(name=name)
+    return text.replace("{name}", name)
 

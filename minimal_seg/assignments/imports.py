@@ -227,4 +227,7 @@ def find_violations(source: str, rules: ImportRules, assignment: str = "this ass
                 holders = [f for f, names in rules.within.items() if _status(path, names) == "allowed"]
                 why = f"{path} may be used only in {', '.join(holders)}"
         violations.append(Violation(node.lineno, code, why))
-    return sorted(set(violations), key=lambda v: (v.line, v.code))
+    first_per_line = {}
+    for v in sorted(set(violations), key=lambda v: (v.line, -len(v.code))):  # the fullest code of each line
+        first_per_line.setdefault(v.line, v)
+    return list(first_per_line.values())
