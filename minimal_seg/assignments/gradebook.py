@@ -34,7 +34,7 @@ def _columns(assignment, checklist) -> list[str]:
 
 def _note(result) -> str:
     if result.rejected:
-        return "not graded: " + result.rejected
+        return f"not graded ({result.rejected_where}): {result.rejected}"
     todo = sum(r.status == "TODO" for r in result.results)
     return f"{todo} check(s) wait for code not written yet" if todo else ""
 
@@ -93,6 +93,7 @@ def summary(rows, assignments) -> str:
             score = row[f"{name} score"]
             of = sum(1 for key in row if key.startswith(f"{name} ") and key.split(" ")[1][:-1].isdigit())
             note = row[f"{name} note"]
-            parts.append(f"{name} {score}/{of}" + (f" ({note[:60]})" if note else ""))
+            parts.append(f"{name} {score}/{of}" + (f" ({note[:100]}{'...' if len(note) > 100 else ''})"
+                                                   if note else ""))
         lines.append(f"{row['student']}: " + ", ".join(parts) + f"; total {row['total']}")
     return "\n".join(lines)
