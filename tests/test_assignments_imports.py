@@ -54,6 +54,13 @@ def test_what_a_student_may_write_passes(source):
     ("def f(model, d):\n    return type(model).backward(model, d)\n", "type is not allowed"),
     ("def f(model, d):\n    return super(type(model), model).backward(d)\n", "super is not allowed"),
     ("src = open('lectures/assignments/solutions/a6_unet_skips.py').read()\n", "open is not allowed"),
+    # NumPy's own modules hold sys and importlib: followed on the real modules, or refused by name
+    ("import numpy\nm = numpy.testing._private.utils.sys\n", "opens a door"),
+    ("import numpy\nm = numpy.testing._private.utils.platform\n", "is the module platform"),
+    ("from minimal_seg.backend import array_module\ndef f(x):\n    return array_module(x).lib.x.importlib\n",
+     ".importlib opens a door"),
+    ("def f(xp):\n    return xp.testing.sys.modules['minimal_seg.functional']\n", "opens a door"),
+    ("import numpy\nw = numpy.fromfile('w.npy', allow_pickle=True)\n", "unpickling"),
 ])
 def test_what_a_student_may_not_write_is_named_with_its_line(source, reason):
     text = why(source)

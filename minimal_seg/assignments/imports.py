@@ -19,7 +19,14 @@ when it
   door: ``__import__``, ``exec``, ``eval``, ``compile``, ``getattr``, ``globals``,
   ``vars``, ``type``, ``super``, ``open``, ... (``__import__("minimal_seg.functional")``
   and ``importlib.import_module("...")`` are reported with their string);
-- reads a double-underscore attribute (``f.__globals__``, ``x.__class__``).
+- reads a double-underscore attribute (``f.__globals__``, ``x.__class__``), or
+  an attribute named like a door to other modules or to code
+  (``.sys``, ``.importlib``, ``.builtins``, ``.modules``, ``.import_module``, ``.exec``,
+  ``.load``, ...): NumPy's own modules hold ``sys`` and ``importlib``, and
+  ``xp = array_module(x)`` is NumPy at run time, which no syntax tree can see;
+- follows a path of allowed modules into a module that is not allowed
+  (``numpy.testing._private.utils.sys``: every step is resolved on the real modules);
+- passes ``allow_pickle`` (unpickling can import anything).
 
 An allow-list entry may be limited to one function (``ImportRules.within``):
 assignment 4's measurement builds ``nn.Conv2d`` layers, so ``minimal_seg.nn.Conv2d``
@@ -27,10 +34,16 @@ is allowed inside ``measure_receptive_field`` and nowhere else.
 
 What a syntax tree cannot see is left to the checks at run time: assignment 6
 gets a model whose own ``backward`` refuses to run inside the student's code.
+What neither sees: a module reached at run time through a name not listed
+here. The rules stop the ways a student finds by accident or by a search,
+not a determined attacker; the grader runs the file as Python (see
+docs/teaching.md).
 """
 from __future__ import annotations
 
 import ast
+import importlib
+import types
 from dataclasses import dataclass, field
 
 # Modules and names every assignment may use (a dotted entry allows itself and everything below it).
@@ -57,6 +70,12 @@ FORBIDDEN_BUILTINS = {
     "breakpoint": "it starts a debugger",
 }
 STRING_IMPORTS = {"__import__", "import_module"}
+# Attributes that open a door to other modules or to code, whatever object they are read from.
+DOOR_MODULES = {"sys", "importlib", "builtins", "pickle", "subprocess", "os", "inspect", "ctypes", "runpy", "pkgutil",
+                "types", "ast", "gc", "shutil", "pathlib", "io", "fileinput", "tempfile", "codecs", "marshal",
+                "unittest", "concurrent", "threading", "json", "imp", "zipimport"}
+DOOR_ATTRIBUTES = DOOR_MODULES | set(FORBIDDEN_BUILTINS) | {
+    "modules", "import_module", "reload", "system", "popen", "spawn", "load", "loads", "run_path", "run_module"}
 
 
 @dataclass(frozen=True)
@@ -171,6 +190,22 @@ def _bindings(tree: ast.AST, rules: ImportRules, assignment: str, violations: li
     return names
 
 
+def _leaves_the_allowed(path: str, entries) -> str | None:
+    """The first module outside ``entries`` that the dotted ``path`` reaches on the real modules, or None."""
+    parts = path.split(".")
+    try:
+        obj = importlib.import_module(parts[0])
+    except ImportError:
+        return None  # nothing to follow (the import itself fails when the file runs)
+    for k, name in enumerate(parts[1:], 2):
+        obj = getattr(obj, name, None)
+        if not isinstance(obj, types.ModuleType):
+            return None
+        if _status(obj.__name__, entries) == "forbidden":
+            return f"{'.'.join(parts[:k])} is the module {obj.__name__}"
+    return None
+
+
 def _attribute_path(node, parents):
     """From a Name, climb the attribute chain ``a.b.c``: (the outermost node, the attribute names)."""
     attrs = []
@@ -194,6 +229,13 @@ def find_violations(source: str, rules: ImportRules, assignment: str = "this ass
             violations.append(Violation(node.lineno, ast.unparse(node),
                                         "double-underscore attributes reach a function's module, a class's "
                                         "bases, every global: they are not allowed in an assignment file"))
+        elif isinstance(node, ast.Attribute) and node.attr in DOOR_ATTRIBUTES:
+            violations.append(Violation(node.lineno, ast.unparse(node),
+                                        f".{node.attr} opens a door to other modules or to code: "
+                                        f"not allowed in an assignment file"))
+        if isinstance(node, ast.keyword) and node.arg == "allow_pickle":
+            violations.append(Violation(node.lineno, "allow_pickle=...",
+                                        "unpickling can import any module: not allowed in an assignment file"))
         if isinstance(node, ast.Call):
             func = node.func
             name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
@@ -214,6 +256,9 @@ def find_violations(source: str, rules: ImportRules, assignment: str = "this ass
         path = ".".join([bound[node.id], *attrs])
         function = _function_of(node, parents)
         status = _status(path, rules.entries(function))
+        door = _leaves_the_allowed(path, rules.entries(function)) if status == "allowed" else None
+        if door:
+            violations.append(Violation(node.lineno, ast.unparse(outer), f"{door}, which {assignment} does not allow"))
         if status == "allowed":
             continue
         code = ast.unparse(outer)
@@ -228,6 +273,6 @@ def find_violations(source: str, rules: ImportRules, assignment: str = "this ass
                 why = f"{path} may be used only in {', '.join(holders)}"
         violations.append(Violation(node.lineno, code, why))
     first_per_line = {}
-    for v in sorted(set(violations), key=lambda v: (v.line, -len(v.code))):  # the fullest code of each line
+    for v in sorted(set(violations), key=lambda v: (v.line, -len(v.code), v.why)):  # the fullest code of a line
         first_per_line.setdefault(v.line, v)
     return list(first_per_line.values())

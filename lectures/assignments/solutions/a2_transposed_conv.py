@@ -31,7 +31,8 @@ PyTorch: it is the weight of the convolution that maps C_out channels back
 to C_in, and C is that convolution's matrix.
 
 Use NumPy through ``xp = array_module(w)``, and nothing from
-``minimal_seg.functional``. Check your work with
+``minimal_seg.functional`` (the autograder refuses a file that imports
+it, or torch). Check your work with
 ``python -m minimal_seg check a2 --impl a2_transposed_conv.py``.
 """
 from __future__ import annotations

@@ -23,9 +23,11 @@ A layer of a stack is a tuple (kernel, stride, dilation) along one axis;
 a 2x2 max pool with stride 2 counts as (2, 2, 1).
 
 Use NumPy through ``xp = array_module(x)``; measure_receptive_field builds
-its layers from ``minimal_seg.nn`` (the backward pass of Conv2d is given:
-the receptive field is a property of the layer shapes, so any correct
-convolution measures it). Nothing else from ``minimal_seg.functional``.
+its layers as ``nn.Conv2d`` (the backward pass of Conv2d is given: the
+receptive field is a property of the layer shapes, so any correct
+convolution measures it). Nothing else from ``minimal_seg``, and nn.Conv2d
+nowhere but in measure_receptive_field: the autograder refuses a file that
+breaks this rule.
 Check your work with ``python -m minimal_seg check a4 --impl a4_dilated_conv.py``.
 """
 from __future__ import annotations
