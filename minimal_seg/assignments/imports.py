@@ -1,7 +1,7 @@
 """What a student's file may import: an allow list per assignment, checked on the source (``ast``).
 
 An assignment asks the student to write an op that the library already has,
-so "import it" must not pass. Before a student's file runs, ``check_imports``
+so "import it" must not pass. Before a student's file runs, ``find_violations``
 reads its syntax tree and refuses it (every check fails, with the reason)
 when it
 
