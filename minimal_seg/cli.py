@@ -6,8 +6,9 @@
     gradcheck   float64 gradient check of every op, as a table
     compare     train every architecture with the same data and budget; one table
     bench       time conv/pool ops and a U-Net training step against PyTorch (JSON + PNG)
-    check       autograde an assignment: python -m minimal_seg check a1 --impl my_a1.py
-    make-student OUT_DIR   write the student version of the assignments
+    check       autograde an assignment: python -m minimal_seg check a1 --impl my_a1.py;
+                a class: check all --submissions DIR --gradebook grades.csv [--held-out DIR]
+    make-student OUT_DIR   write the student version of the assignments (from a checkout)
 """
 from __future__ import annotations
 
@@ -194,7 +195,6 @@ def cmd_check(args) -> int:
     names = list(ASSIGNMENTS) if args.assignment == "all" else [args.assignment]
     if args.submissions is not None:
         return _grade_class(args, names)
-    rerun = f"python -m minimal_seg check {{assignment}}" + (f" --impl {args.impl}" if args.impl else "")
     try:
         results = [check(name, impl=args.impl, verbose=False, solutions=args.solutions, held_out=args.held_out)
                    for name in names]
@@ -202,7 +202,8 @@ def cmd_check(args) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     for r in results:
-        show = rerun.format(assignment=r.assignment) + " --error-map {number} saves the error map of {map_name}"
+        rerun = f"python -m minimal_seg check {r.assignment}" + (f" --impl {args.impl}" if args.impl else "")
+        show = rerun.replace("{", "{{").replace("}", "}}") + " --error-map {number} saves the error map of {map_name}"
         print(r.report(show=show) + ("\n" if len(results) > 1 else ""))
     if args.error_map is not None:
         if len(results) != 1:

@@ -216,3 +216,12 @@ def test_python_dash_m_returns_the_exit_code(student_dir):
     bad = subprocess.run([sys.executable, "-m", "minimal_seg", "check", "all", "--impl", str(student_dir)],
                          capture_output=True, text=True)
     assert bad.returncode == 1 and "summary: a1 FAIL" in bad.stdout
+
+
+def test_a_gradient_check_counts_only_once_the_forward_values_are_right(tmp_path):
+    """A forward pass that returns zeros has zero numerical gradients: a zero backward would match them."""
+    anchor = '    cache = {"x": x, "w": w, "C": C, "stride": stride, "padding": padding, "has_bias": b is not None}\n'
+    result = check("a2", impl=_mutated(tmp_path, "a2", anchor, "    out = out * 0\n" + anchor), verbose=False)
+    row = next(r for r in result.results if r.title.startswith("gradient check"))
+    assert row.status == "FAIL" and "does not count" in row.hint, row.details()
+    assert result.score == 1  # the hand-made matrix C is still right; nothing that uses the forward passes

@@ -231,10 +231,11 @@ class CheckContext:
         """
         out, cache = forward(*inputs.values(), **(kwargs or {}))
         ref, _ = reference(*inputs.values(), **(kwargs or {}))
-        first = f"the forward pass gives wrong numbers, so its gradient check does not count: make {out_name} right first"
+        first = f"the forward pass gives wrong numbers, so its gradient check does not count: make {out_name} " \
+                "right first"
+        own = (hints or {}).get(out_name, {})
         self.expect_close(out_name, out, ref, case=label, border=border,
-                          hints={pattern: f"{first} ({text})" for pattern, text in
-                                 {"default": "", **(hints or {}).get(out_name, {})}.items()})
+                          hints={"default": first, **{pattern: f"{first} ({text})" for pattern, text in own.items()}})
         grads = backward(numpy.ones_like(out), cache)
         for (name, value), grad in zip(inputs.items(), grads if isinstance(grads, tuple) else (grads,)):
             if grad is not None and hasattr(value, "dtype") and value.dtype.kind == "f":
