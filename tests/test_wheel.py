@@ -71,3 +71,28 @@ def test_no_file_in_the_wheel_holds_a_solution_block_or_a_line_of_one(wheel):
         assert not [c for c in comments if re.match(r"# ===== (START|END) SOLUTION", c)], name
         found = [line for line in lines if line in text]
         assert not found, f"{name} holds solution code: {found[:3]}"
+
+
+def test_installed_from_the_wheel_the_autograder_works_and_asks_for_the_solutions(wheel, tmp_path):
+    """Unpacked as pip would install it: make-student needs --solutions (and says so); check grades a file."""
+    site = tmp_path / "site"
+    for name, data in wheel.items():
+        (site / name).parent.mkdir(parents=True, exist_ok=True)
+        (site / name).write_bytes(data)
+    env = {**__import__("os").environ, "PYTHONPATH": str(site), "MPLBACKEND": "Agg"}
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "minimal_seg", *args], capture_output=True, text=True,
+                              env=env, cwd=tmp_path)
+
+    where = subprocess.run([sys.executable, "-c", "import minimal_seg; print(minimal_seg.__file__)"],
+                           capture_output=True, text=True, env=env, cwd=tmp_path).stdout
+    assert where.startswith(str(site)), f"the unpacked wheel is not the minimal_seg imported: {where}"
+    missing = run("make-student", "hw")
+    assert missing.returncode == 1 and "--solutions FOLDER" in missing.stderr, missing.stderr
+    assert "not found" in missing.stderr and not (tmp_path / "hw").exists()
+    assert run("make-student", "hw", "--solutions", str(SOLUTIONS)).returncode == 0
+    graded = run("check", "a5", "--impl", "hw")
+    assert graded.returncode == 1 and "not implemented yet" in graded.stdout, graded.stdout + graded.stderr
+    ok = run("check", "a5", "--impl", str(SOLUTIONS / "a5_losses.py"))
+    assert ok.returncode == 0 and "5 of 5 checks passed" in ok.stdout, ok.stdout + ok.stderr
