@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy
 
 from ... import functional as F
+from ...backend import to_numpy
 from ..grader import Checklist
 from ..imports import ImportRules
 from . import CONV_MATRIX, F32_TOL, KERNEL, TCONV_OUT, TCONV_X, randn
@@ -68,7 +69,7 @@ def _kernel_hints(actual, of_kernel, w, hints):
 
     Only for a wrong answer: a kernel symmetric under the change gives the same result either way.
     """
-    a = numpy.asarray(actual, dtype=numpy.float64)
+    a = to_numpy(actual)
     right = numpy.asarray(of_kernel(w))
     for hint, wrong in _variants(w):
         expected = numpy.asarray(of_kernel(wrong))

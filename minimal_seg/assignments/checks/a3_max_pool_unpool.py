@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy
 
 from ... import functional as F
+from ...backend import to_numpy
 from ..grader import Checklist
 from ..imports import ImportRules
 from . import F32_TOL, POOL_INDICES, POOL_OUT, POOL_X, randn, tie_free
@@ -40,7 +41,7 @@ def _out_size(case):
 
 def _index_hint(actual, expected, width: int, height: int) -> str:
     """TRANSPOSED_INDEX_HINT when ``actual`` is the expected index with h and w swapped."""
-    a, e = numpy.asarray(actual), numpy.asarray(expected)
+    a, e = to_numpy(actual), to_numpy(expected)
     if a.shape == e.shape and numpy.array_equal(a, (e % width) * height + e // width):
         return TRANSPOSED_INDEX_HINT
     return INDEX_HINT

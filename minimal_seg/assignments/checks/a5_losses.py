@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy
 
 from ... import functional as F
+from ...backend import to_numpy
 from ..grader import Checklist
 from ..imports import ImportRules
 from . import F32_TOL, randn, rng
@@ -55,7 +56,7 @@ def shapes(s, ctx):
     for name, forward, backward, ref_forward, ref_backward, hints in losses:
         loss, cache = forward(z, y)
         ref, ref_cache = ref_forward(z, y)
-        ctx.expect_shape(f"{name} loss", numpy.asarray(loss), (),
+        ctx.expect_shape(f"{name} loss", to_numpy(loss), (),
                          hint="the loss is one number: average (mean) over every pixel / class")
         ctx.expect_close(f"{name} loss", loss, ref, tol=F32_TOL, case="float32")
         dz = backward(1.0, cache)
