@@ -182,6 +182,7 @@ def test_diagnose_names_the_usual_mistakes():
     assert diagnose(border, e, border=1)[0] == "border"
     assert diagnose(border, e)[0] == "partial"
     assert diagnose(e + np.nan, e)[0] == "nan"
+    assert diagnose(0 * e, e)[0] == "all zero"
 
 
 def test_show_draws_the_failing_error_map(tmp_path):

@@ -15,6 +15,8 @@ import numpy
 DEFAULT_HINTS = {
     "shape": "the shape is wrong: compare it with the shapes in the docstring",
     "nan": "the result holds nan or inf: an overflow (exp of a large number?) or a division by zero",
+    "all zero": "it is all zeros: nothing is computed yet (zeros of the right shape earn no credit); "
+                "follow the formula in the docstring",
     "zero": "it is zero where it should not be: a gradient path (or a write) is missing",
     "half": "it is half of what it should be where it is wrong: a gradient that arrives along "
             "two paths must be the sum of both",
@@ -69,6 +71,8 @@ def diagnose(actual, expected, border: int = 0, rtol: float = 1e-6):
 
     if a.ndim >= 2 and a.shape[-1] == a.shape[-2] and same(a, numpy.swapaxes(e, -1, -2)):
         return "transposed", where
+    if not a.any():
+        return "all zero", where
     ab, eb = a[bad], e[bad]
     if same(ab, 0 * eb):
         return "zero", where
@@ -85,12 +89,17 @@ def diagnose(actual, expected, border: int = 0, rtol: float = 1e-6):
     return ("everywhere" if bad.mean() > 0.5 else "partial"), where
 
 
+# Patterns whose generic hint says more than a check's "default" one.
+GENERIC_FIRST = {"all zero"}
+
+
 def hint_for(name: str, pattern: str, hints: dict | None) -> str:
     """The check's hint for this pattern, else its "default" hint, else the generic one.
 
     "{name}" in a hint becomes the array's name (other braces, as in a formula's sum_{c,i,j}, stay as they are).
     """
     hints = hints or {}
-    text = hints.get(pattern) or hints.get("default") or f"{name}: {DEFAULT_HINTS[pattern]}"
+    generic = f"{name}: {DEFAULT_HINTS[pattern]}"
+    text = hints.get(pattern) or (generic if pattern in GENERIC_FIRST else hints.get("default")) or generic
     return text.replace("{name}", name)
 

@@ -235,7 +235,8 @@ class CheckContext:
                 "right first"
         own = (hints or {}).get(out_name, {})
         self.expect_close(out_name, out, ref, case=label, border=border,
-                          hints={"default": first, **{pattern: f"{first} ({text})" for pattern, text in own.items()}})
+                          hints={"default": first, "all zero": f"{first} (it is all zeros)",
+                                 **{pattern: f"{first} ({text})" for pattern, text in own.items()}})
         grads = backward(numpy.ones_like(out), cache)
         for (name, value), grad in zip(inputs.items(), grads if isinstance(grads, tuple) else (grads,)):
             if grad is not None and hasattr(value, "dtype") and value.dtype.kind == "f":
