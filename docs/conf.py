@@ -46,6 +46,9 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.viewcode",  # "[source]" links: the library is meant to be read
     "sphinx.ext.mathjax",
+    # MathJax 3 from the `docs` extra (the sphinx-mathjax-offline package), copied into the site's
+    # _static/mathjax/ and loaded from there: formulas are typeset with no network (no CDN).
+    "sphinx-mathjax-offline",
 ]
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
 exclude_patterns = ["_build", "**/.ipynb_checkpoints"]

@@ -6,8 +6,9 @@
     gradcheck   float64 gradient check of every op, as a table
     compare     train every architecture with the same data and budget; one table
     bench       time conv/pool ops and a U-Net training step against PyTorch (JSON + PNG)
-    check       autograde an assignment: python -m minimal_seg check a1 --impl my_a1.py
-    make-student OUT_DIR   write the student version of the assignments
+    check       autograde an assignment: python -m minimal_seg check a1 --impl my_a1.py;
+                a class: check all --submissions DIR --gradebook grades.csv [--held-out DIR]
+    make-student OUT_DIR   write the student version of the assignments (from a checkout)
 """
 from __future__ import annotations
 
@@ -185,36 +186,101 @@ def _to_model_input(picture, channels, data):
 
 
 def cmd_check(args) -> int:
-    """Autograde one assignment (or all): a table of checks, details and hints for each failure."""
+    """Autograde one assignment (or all): a table of checks, details and hints for each failure.
+
+    With --submissions, grade a whole class into a CSV gradebook (minimal_seg.assignments.gradebook).
+    """
     from .assignments import ASSIGNMENTS, check
 
     names = list(ASSIGNMENTS) if args.assignment == "all" else [args.assignment]
+    if args.submissions is not None:
+        return _grade_class(args, names)
     try:
-        results = [check(name, impl=args.impl) for name in names]
+        results = [check(name, impl=args.impl, verbose=False, solutions=args.solutions, held_out=args.held_out)
+                   for name in names]
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    for r in results:
+        rerun = f"python -m minimal_seg check {r.assignment}" + (f" --impl {args.impl}" if args.impl else "")
+        show = rerun.replace("{", "{{").replace("}", "}}") + " --error-map {number} saves the error map of {map_name}"
+        print(r.report(show=show) + ("\n" if len(results) > 1 else ""))
+    if args.error_map is not None:
+        if len(results) != 1:
+            print("error: --error-map needs one assignment, not all", file=sys.stderr)
+            return 2
+        return _save_error_map(results[0], args.error_map)
     if len(results) > 1:
         print("summary: " + ", ".join(f"{r.assignment} {'PASS' if r.passed else 'FAIL'}" for r in results))
     return 0 if all(r.passed for r in results) else 1
+
+
+def _save_error_map(result, number: int) -> int:
+    """Draw check ``number``'s error map into error_map_<assignment>_<number>.png (--error-map)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    if not 1 <= number <= len(result.results):
+        print(f"error: --error-map: {result.assignment} has checks 1 to {len(result.results)}, got {number}",
+              file=sys.stderr)
+        return 2
+    try:
+        ax = result.show(number)
+    except (ValueError, KeyError) as err:
+        print(f"error: --error-map {number}: {err}", file=sys.stderr)
+        return 2
+    path = f"error_map_{result.assignment}_{number}.png"
+    ax.figure.savefig(path, dpi=120, bbox_inches="tight")
+    print(f"wrote {path}")
+    return 0 if result.passed else 1
+
+
+def _grade_class(args, names) -> int:
+    """--submissions FOLDER [--gradebook CSV]: every student's files graded; the table printed, the CSV written."""
+    from .assignments.gradebook import grade_submissions, summary
+
+    try:
+        rows = grade_submissions(args.submissions, names, held_out=args.held_out, gradebook=args.gradebook)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(summary(rows, names))
+    if args.gradebook:
+        print(f"wrote {args.gradebook}: {len(rows)} student(s)")
+    return 0
 
 
 def cmd_make_student(args) -> int:
     """Write the student version of every assignment (solutions replaced by stubs)."""
     from .assignments.make_student import main as make_student
 
-    return make_student([args.out_dir] + (["--force"] if args.force else []))
+    return make_student([args.out_dir] + (["--force"] if args.force else [])
+                        + (["--solutions", args.solutions] if args.solutions else []))
 
 
 def _add_assignment_commands(sub):
-    p = sub.add_parser("check", help="autograde an assignment: shapes, hand examples, gradient check, reference")
+    p = sub.add_parser("check", help="autograde an assignment: imports, shapes and values, hand examples, "
+                                     "gradient check, reference; or a class into a gradebook")
     p.add_argument("assignment", help="a1 ... a6, or all")
     p.add_argument("--impl", default=None,
                    help="the student's file, or a folder holding it (default: the reference solution)")
+    p.add_argument("--solutions", default=None, metavar="FOLDER",
+                   help="the reference solutions, checked when --impl is not given "
+                        "(default: lectures/assignments/solutions of the checkout)")
+    p.add_argument("--held-out", default=None, metavar="FOLDER",
+                   help="a teacher's folder of held-out checks (<assignment file name>.py, each with CHECKS)")
+    p.add_argument("--submissions", default=None, metavar="FOLDER",
+                   help="grade a class: one folder per student, holding their assignment files")
+    p.add_argument("--gradebook", default=None, metavar="CSV",
+                   help="with --submissions: write the gradebook (one row per student, one column per check)")
+    p.add_argument("--error-map", type=int, default=None, metavar="N",
+                   help="save the error map of check N as error_map_<assignment>_<N>.png")
     p.set_defaults(func=cmd_check)
     p = sub.add_parser("make-student", help="write the assignments with every solution replaced by a stub")
     p.add_argument("out_dir", help="folder to write the student files into")
     p.add_argument("--force", action="store_true", help="overwrite existing files")
+    p.add_argument("--solutions", default=None, metavar="FOLDER",
+                   help="the reference solutions (default: lectures/assignments/solutions of the checkout)")
     p.set_defaults(func=cmd_make_student)
 
 

@@ -28,7 +28,7 @@ def student_dir(tmp_path_factory):
 def _mutated(tmp_path, name, old, new):
     """A copy of assignment ``name``'s solution file with ``old`` (found exactly once) replaced by ``new``."""
     a = get_assignment(name)
-    source = a.solution_file.read_text()
+    source = a.solution_file().read_text()
     assert source.count(old) == 1, f"the planted bug's anchor {old!r} must occur once in {a.filename}"
     path = tmp_path / a.filename
     path.write_text(source.replace(old, new))
@@ -52,7 +52,7 @@ def test_stub_fails_with_not_implemented(name, student_dir):
     text = str(result)
     assert "Traceback" not in text and "Still to write:" in text
     # every function with a solution block is listed, with the stub's own message
-    source = get_assignment(name).solution_file.read_text()
+    source = get_assignment(name).solution_file().read_text()
     written = {n.name for n in ast.walk(ast.parse(source))
                if isinstance(n, ast.FunctionDef) and "START SOLUTION" in ast.get_source_segment(source, n)}
     assert {s.split(":")[0] for s in result.stubs} == written
@@ -61,7 +61,7 @@ def test_stub_fails_with_not_implemented(name, student_dir):
 
 def test_student_version_keeps_docstrings_and_drops_solutions(student_dir):
     for a in ASSIGNMENTS.values():
-        solution, student = a.solution_file.read_text(), (student_dir / a.filename).read_text()
+        solution, student = a.solution_file().read_text(), (student_dir / a.filename).read_text()
         assert "SOLUTION" not in student
         ours = {n.name: n for n in ast.walk(ast.parse(solution)) if isinstance(n, ast.FunctionDef)}
         theirs = {n.name: n for n in ast.walk(ast.parse(student)) if isinstance(n, ast.FunctionDef)}
@@ -100,6 +100,11 @@ BUGS = [
      "h, v = p * stride - padding + j, q * stride - padding + i", "kernel indices transposed", "transposed"),
     ("a2", "h, v = p * stride - padding + i, q * stride - padding + j",
      "h, v = p * stride + padding + i, q * stride + padding + j", "padding with the wrong sign", "h = p*S - P + i"),
+    ("a2", "                        C[:, p, q, :, h, v] = w[:, :, i, j]",
+     "                        C[:, p, q, :, h, v] = w[:, :, kh - 1 - i, kw - 1 - j]",
+     "kernel flipped (the convolution of mathematics)", "flipped (rotated by 180 degrees)"),
+    ("a2", "oh = (h - 1) * stride - 2 * padding + kh + output_padding", "oh = (h - 1) * stride - 2 * padding + kh",
+     "output_padding ignored along h", "OH = (H - 1)*S - 2P + KH + OP"),
     ("a3", "indices = (rows * w + cols)", "indices = (cols * h + rows)", "h and w swapped in the indices",
      "h and w are swapped"),
     ("a3", "dx = xp.bincount((plane + indices).ravel(), weights=dout.ravel(), minlength=n * c * h * w)",
@@ -144,12 +149,14 @@ def test_an_exception_in_the_students_code_names_the_line(tmp_path):
     assert first.where.startswith("a1_conv_im2col.py line") and "out.reshape(n, oc, ow, oh + 1)" in first.where
 
 
-def test_a_file_that_does_not_import_is_one_clear_row(tmp_path):
+def test_a_file_that_does_not_import_fails_every_check_with_one_reason(tmp_path):
     path = _mutated(tmp_path, "a2", "def conv_matrix(w, input_size, stride=1, padding=0):",
                     "def conv_matrix(w, input_size, stride=1, padding=0)")
     result = check("a2", impl=path, verbose=False)
-    assert [r.status for r in result.results] == ["FAIL"]
-    assert "SyntaxError" in result.results[0].what and "line" in result.results[0].where
+    assert result.score == 0 and len(result.results) == len(get_assignment("a2").checklist().checks)
+    assert all(r.status == "FAIL" for r in result.results)
+    assert "SyntaxError" in result.rejected and "line" in result.rejected_where
+    assert str(result).count("SyntaxError") == 1  # said once, not once per check
 
 
 def test_a_missing_function_is_named(tmp_path):
@@ -175,6 +182,7 @@ def test_diagnose_names_the_usual_mistakes():
     assert diagnose(border, e, border=1)[0] == "border"
     assert diagnose(border, e)[0] == "partial"
     assert diagnose(e + np.nan, e)[0] == "nan"
+    assert diagnose(0 * e, e)[0] == "all zero"
 
 
 def test_show_draws_the_failing_error_map(tmp_path):
@@ -214,3 +222,12 @@ def test_python_dash_m_returns_the_exit_code(student_dir):
     bad = subprocess.run([sys.executable, "-m", "minimal_seg", "check", "all", "--impl", str(student_dir)],
                          capture_output=True, text=True)
     assert bad.returncode == 1 and "summary: a1 FAIL" in bad.stdout
+
+
+def test_a_gradient_check_counts_only_once_the_forward_values_are_right(tmp_path):
+    """A forward pass that returns zeros has zero numerical gradients: a zero backward would match them."""
+    anchor = '    cache = {"x": x, "w": w, "C": C, "stride": stride, "padding": padding, "has_bias": b is not None}\n'
+    result = check("a2", impl=_mutated(tmp_path, "a2", anchor, "    out = out * 0\n" + anchor), verbose=False)
+    row = next(r for r in result.results if r.title.startswith("gradient check"))
+    assert row.status == "FAIL" and "does not count" in row.hint, row.details()
+    assert result.score == 1  # the hand-made matrix C is still right; nothing that uses the forward passes

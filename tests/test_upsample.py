@@ -10,6 +10,7 @@ import pytest
 from helpers import assert_close, dot, to_torch, torch_or_skip
 
 from minimal_seg.backend import to_numpy
+from minimal_seg.functional import conv_transpose2d_forward
 from minimal_seg.functional.upsample import (
     bilinear_kernel,
     linear_interpolation_matrix,
@@ -104,6 +105,26 @@ def test_bilinear_kernel_transposed_conv_is_bilinear_upsampling(xp, rng, s):
     ours, _ = upsample_bilinear_forward(xp.asarray(x), scale=s)
     assert up.shape == ours.shape
     np.testing.assert_allclose(to_numpy(ours)[..., s:-s, s:-s], up[..., s:-s, s:-s], atol=1e-12)
+
+
+@pytest.mark.parametrize("s", [2, 3, 4, 5])
+def test_bilinear_kernel_upsamples_by_any_integer_factor(xp, rng, s):
+    """Kernel 2s - s % 2, stride s, padding s // 2 (bilinear_kernel's docstring): the output is s*H x s*W
+    and equals bilinear interpolation (align_corners=False, ours and torch's) away from the border."""
+    torch = torch_or_skip()
+    x = rng.standard_normal((1, 2, 6, 7))
+    k, p = 2 * s - s % 2, s // 2
+    w = np.zeros((2, 2, k, k))
+    w[0, 0] = w[1, 1] = to_numpy(bilinear_kernel(k))
+    up, _ = conv_transpose2d_forward(xp.asarray(x), xp.asarray(w), stride=s, padding=p)
+    assert up.shape == (1, 2, 6 * s, 7 * s)
+    ours, _ = upsample_bilinear_forward(xp.asarray(x), scale=s)
+    theirs = torch.nn.functional.interpolate(to_torch(x), scale_factor=s, mode="bilinear", align_corners=False)
+    inner = (..., slice(p, -p or None), slice(p, -p or None))
+    np.testing.assert_allclose(to_numpy(up)[inner], to_numpy(ours)[inner], atol=1e-12)
+    np.testing.assert_allclose(to_numpy(up)[inner], theirs.numpy()[inner], atol=1e-12)
+    border = np.abs(to_numpy(up) - to_numpy(ours)).max(axis=(0, 1))
+    assert border[p:-p, p:-p].max() < 1e-12 and border.max() > 1e-3  # only the border differs (zero padding)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -9,9 +9,9 @@ Six assignments, each one self-contained file that a student completes::
     a5  a5_losses.py            softmax cross-entropy and Dice: forward and backward
     a6  a6_unet_skips.py        U-Net's backward pass, summing the gradients at every skip
 
-**Solutions live in these files**, between two marker lines (the one marker
-style of the project; the text after the colon is optional and says what
-the student is to write)::
+**The reference solutions are not in this package.** They live in the
+repository, for the teacher, in ``lectures/assignments/solutions/``, between
+two marker lines (the text after the colon says what the student is to write)::
 
     def im2col(x, kernel_size, stride=1, padding=0):
         \"\"\"Docstring: shapes, the formula, what the cache must hold.\"\"\"
@@ -19,15 +19,16 @@ the student is to write)::
         ...the reference implementation...
         # ===== END SOLUTION =====
 
-``python -m minimal_seg make-student OUT_DIR`` (``make_student.py``) writes the
-student version: every block replaced by
-``raise NotImplementedError("im2col: implement im2col, one strided slice per kernel offset (see the docstring)")``,
+``python -m minimal_seg make-student OUT_DIR`` (``make_student.py``), run in a
+checkout (or given ``--solutions FOLDER``), writes the student version: every
+block replaced by ``raise NotImplementedError("im2col: implement ...")``,
 docstrings kept.
 
-**The autograder** (``grader.py`` runs the checks in ``checks/``)::
+**The autograder** stays in the package (``grader.py`` runs the checks in ``checks/``)::
 
     python -m minimal_seg check a1 --impl path/to/a1_conv_im2col.py     # exit code 1 if a check fails
     python -m minimal_seg check all --impl OUT_DIR                     # every assignment in a folder
+    python -m minimal_seg check all --submissions FOLDER --gradebook grades.csv   # a class (gradebook.py)
 
 or in a notebook::
 
@@ -35,10 +36,14 @@ or in a notebook::
     result = check("a1", impl="a1_conv_im2col.py")   # prints the table
     result.show()                                     # the error map of the first failing check
 
-Every assignment is checked four ways, in this order: shapes and dtypes, the
-lecture's hand examples, a float64 gradient check, and a comparison with the
-reference implementation in ``minimal_seg.functional`` on random inputs.
-Without ``impl`` the reference solution in this package is checked.
+Before anything runs, the file's imports are held against the assignment's
+allow list (``imports.py``): the library's own version of the op, torch and
+the solutions are out of reach. Then every assignment is checked four ways:
+shapes, dtypes and values in float32, the lecture's hand examples, a float64
+gradient check (which counts only once the forward values are right), and a
+comparison with ``minimal_seg.functional`` on random inputs. A teacher adds
+held-out checks from a folder of their own (``held_out=``, ``--held-out``).
+Without ``impl`` the reference solution (from the checkout) is checked.
 """
 from __future__ import annotations
 
@@ -47,6 +52,29 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+# Where a checkout keeps the reference solutions (an installed package has no such folder).
+SOLUTIONS = HERE.parents[1] / "lectures" / "assignments" / "solutions"
+
+
+class SolutionsNotFoundError(FileNotFoundError):
+    """The reference solutions are not where they were looked for."""
+
+
+def solutions_folder(solutions=None) -> Path:
+    """The folder of reference solutions: ``solutions``, or the checkout's ``lectures/assignments/solutions``.
+
+    Raises SolutionsNotFoundError, saying where to get them, when there is no such folder
+    (an installed wheel ships the autograder, never the answers).
+    """
+    folder = Path(solutions) if solutions is not None else SOLUTIONS
+    if not folder.is_dir():
+        given = f"no folder {folder}" if solutions is not None else \
+            f"this copy of minimal_seg has no {folder} (an installed package ships the autograder, not the answers)"
+        raise SolutionsNotFoundError(
+            f"the reference solutions were not found: {given}. They live in a checkout of the repository, in "
+            f"lectures/assignments/solutions/; run from a checkout (pip install -e .) or pass "
+            f"--solutions FOLDER (solutions= in Python)")
+    return folder
 
 
 @dataclass(frozen=True)
@@ -57,17 +85,29 @@ class Assignment:
     stem: str
     title: str
 
-    @property
-    def solution_file(self) -> Path:
-        """The file in this package, with the reference solution between the markers."""
-        return HERE / f"{self.stem}.py"
+    def solution_file(self, solutions=None) -> Path:
+        """The reference solution, between the markers: ``<solutions folder>/<stem>.py``."""
+        path = solutions_folder(solutions) / self.filename
+        if not path.is_file():
+            raise SolutionsNotFoundError(f"the solutions folder has no {self.filename}: {path}")
+        return path
 
     @property
     def filename(self) -> str:
         return f"{self.stem}.py"
 
-    def checklist(self):
-        return importlib.import_module(f".checks.{self.stem}", __name__).CHECKS
+    def checklist(self, held_out=None):
+        """The checks, in order; with ``held_out`` (a folder), then the ones of ``held_out/<stem>.py``."""
+        checks = importlib.import_module(f".checks.{self.stem}", __name__).CHECKS
+        if held_out is not None:
+            from .grader import load_impl
+
+            folder = Path(held_out)
+            if not folder.is_dir():
+                raise FileNotFoundError(f"--held-out: no such folder: {folder}")
+            if (folder / self.filename).is_file():
+                checks = checks + load_impl(folder / self.filename).CHECKS
+        return checks
 
 
 ASSIGNMENTS = {a.name: a for a in [
@@ -90,10 +130,10 @@ def get_assignment(name: str) -> Assignment:
                      + ", ".join(f"{a.name} ({a.stem})" for a in ASSIGNMENTS.values()))
 
 
-def _impl_path(assignment: Assignment, impl) -> Path:
-    """The student's file: ``impl`` itself, ``impl/<stem>.py`` for a folder, or the reference."""
+def _impl_path(assignment: Assignment, impl, solutions=None) -> Path:
+    """The student's file: ``impl`` itself, ``impl/<stem>.py`` for a folder, or the reference solution."""
     if impl is None:
-        return assignment.solution_file
+        return assignment.solution_file(solutions)
     path = Path(impl)
     if path.is_dir():
         path = path / assignment.filename
@@ -102,20 +142,23 @@ def _impl_path(assignment: Assignment, impl) -> Path:
     return path
 
 
-def check(assignment: str, impl=None, verbose: bool = True):
+def check(assignment: str, impl=None, verbose: bool = True, solutions=None, held_out=None):
     """Run the autograder on one assignment; print the table (``verbose``) and return the Result.
 
     assignment  "a1" ... "a6" (or the file stem)
     impl        path to the student's file, or to a folder holding it under its
-                usual name; None checks the reference solution in this package
+                usual name; None checks the reference solution
+    solutions   the folder of reference solutions (for impl=None; default: the checkout's)
+    held_out    a teacher's folder of held-out checks, ``<stem>.py`` each holding a
+                ``CHECKS = Checklist()``; they run after the public ones
     """
     from .grader import run_checks
 
     a = get_assignment(assignment)
-    result = run_checks(a.name, a.title, a.checklist(), _impl_path(a, impl))
+    result = run_checks(a.name, a.title, a.checklist(held_out), _impl_path(a, impl, solutions))
     if verbose:
         print(result)
     return result
 
 
-__all__ = ["ASSIGNMENTS", "Assignment", "check", "get_assignment"]
+__all__ = ["ASSIGNMENTS", "Assignment", "SolutionsNotFoundError", "check", "get_assignment", "solutions_folder"]

@@ -3,11 +3,12 @@
 An assignment's checks live in ``checks/<assignment>.py`` as plain functions,
 registered in the order they run::
 
-    CHECKS = Checklist()
+    CHECKS = Checklist(ImportRules(task="conv2d and its backward"))
 
     @CHECKS.add("gradient check: conv2d, stride 2", expect="rel. error < 1e-7 (expect ~1e-9)")
     def gradients(s, ctx):
         ctx.expect_gradients(s.conv2d_forward, s.conv2d_backward, {"x": x, "w": w, "b": b},
+                             reference=F.conv2d_forward,
                              hints={"dx": {"border": "dx is wrong only near the border: ..."}})
 
 ``s`` is the student's file (``s.conv2d_forward`` is their function) and
@@ -17,7 +18,8 @@ registered in the order they run::
     expect_close            an array against the reference or a lecture's hand example
     expect_same_pair        a forward/backward pair against the reference pair, same inputs and dout
     expect_equal            exact values (integer indices, receptive fields)
-    expect_gradients        a float64 gradient check of a pair (minimal_seg.gradcheck)
+    expect_gradients        a float64 gradient check of a pair (minimal_seg.gradcheck), which
+                            counts only once the forward values match the reference's
     expect_layer_gradients  the same for a whole model
     fail                    anything else
 
@@ -25,12 +27,22 @@ Each of them raises ``CheckFailed`` with the four things a student needs:
 *what* failed, *where* (the worst index), *how big* (the error against its
 tolerance) and a *hint*. The hint is picked by ``diagnose``, which looks at
 how the wrong array differs from the right one (zero, half, scaled, transposed,
-only near the border, ...) and takes the check's own text for that pattern.
+only near the border, ...) and takes the check's own text for that pattern
+(``diagnosis.py``).
 
-``run_checks`` turns the checklist into a ``Result``: a table with PASS /
-FAIL / TODO per check. A stub's ``NotImplementedError`` becomes
-"not implemented yet: <function>", any other exception one line naming the
-line of the student's file that raised it, never a traceback.
+No credit without work: a check passes only if it compared some value of
+the student's with a right one (a check that looks at shapes alone fails
+with "compared no values", so zeros of the right shape earn nothing), and a
+gradient check counts only once the forward pass gives the right numbers
+(the gradient of a function that returns zeros is zero, and matches).
+
+``run_checks`` turns the checklist into a ``Result`` (``results.py``): a
+table with PASS / FAIL / TODO per check. Before the student's file runs, its
+imports are held against the assignment's allow list (``imports.py``); a
+file that breaks it, or does not parse, runs no check and scores 0. A
+stub's ``NotImplementedError`` becomes "not implemented yet: <function>",
+any other exception one line naming the line of the student's file that
+raised it, never a traceback.
 """
 from __future__ import annotations
 
@@ -39,7 +51,7 @@ import importlib.util
 import traceback
 import types
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -47,25 +59,11 @@ import numpy
 
 from ..backend import to_numpy
 from ..gradcheck import DEFAULT_TOL, GradcheckReport, check_gradients, gradcheck
+from .diagnosis import DEFAULT_HINTS, diagnose, hint_for, index_text
+from .imports import ImportRules, find_violations
+from .results import CheckResult, Result
 
 REF_TOL = 1e-10  # float64 against the reference: a correct solution gives ~1e-15
-
-# What a wrong array most often looks like, and what to tell the student then.
-# A check passes its own texts (same keys) to say it in the words of its assignment.
-DEFAULT_HINTS = {
-    "shape": "the shape is wrong: compare it with the shapes in the docstring",
-    "nan": "the result holds nan or inf: an overflow (exp of a large number?) or a division by zero",
-    "zero": "it is zero where it should not be: a gradient path (or a write) is missing",
-    "half": "it is half of what it should be where it is wrong: a gradient that arrives along "
-            "two paths must be the sum of both",
-    "double": "it is twice too large where it is wrong: a contribution is added twice",
-    "sign": "it has the wrong sign",
-    "scaled": "it is off by a constant factor: check the normalisation (mean or sum?) and constant factors",
-    "transposed": "it is the transpose of the right answer: h and w (or i and j) are swapped",
-    "border": "it is wrong only near the border: check the padding",
-    "partial": "it is wrong in some places only: compare the worst index with the formula in the docstring",
-    "everywhere": "it is wrong almost everywhere: go through the formula in the docstring step by step",
-}
 
 
 class CheckFailed(Exception):
@@ -87,10 +85,21 @@ class Check:
 
 
 class Checklist:
-    """The ordered checks of one assignment; ``@CHECKS.add(title, expect=...)`` registers one."""
+    """The ordered checks of one assignment; ``@CHECKS.add(title, expect=...)`` registers one.
 
-    def __init__(self):
+    ``imports`` is the assignment's allow list (None: a held-out checklist,
+    which is judged under the public one's rules).
+    """
+
+    def __init__(self, imports: ImportRules | None = None):
         self.checks: list[Check] = []
+        self.imports = imports
+
+    def __add__(self, held_out: "Checklist") -> "Checklist":
+        """These checks, then ``held_out``'s (titled "held-out: ..."), under these import rules."""
+        both = Checklist(self.imports)
+        both.checks = self.checks + [Check(f"held-out: {c.title}", c.expect, c.run) for c in held_out.checks]
+        return both
 
     def add(self, title: str, expect: str = "-"):
         def register(fn):
@@ -98,64 +107,6 @@ class Checklist:
             return fn
 
         return register
-
-
-# ----------------------------------------------------------------------------- diagnosis
-
-def _index(idx) -> str:
-    return "[" + ", ".join(str(int(i)) for i in idx) + "]"
-
-
-def _near_border(mask, width: int):
-    """True where an entry lies within ``width`` pixels of an edge of the last two axes."""
-    h, w = mask.shape[-2:]
-    rows = numpy.arange(h)[:, None]
-    cols = numpy.arange(w)[None, :]
-    ring = (rows < width) | (rows >= h - width) | (cols < width) | (cols >= w - width)
-    return numpy.broadcast_to(ring, mask.shape)
-
-
-def diagnose(actual, expected, border: int = 0, rtol: float = 1e-6):
-    """How ``actual`` differs from ``expected`` (same shape): (pattern, description).
-
-    pattern is one of the keys of DEFAULT_HINTS; the description says how many
-    entries are wrong (the callers add the worst one). ``border`` > 0 enables
-    the "only near the border" pattern (entries within ``border`` pixels of an edge).
-    A single number says nothing about a pattern: it is "everywhere" wrong.
-    """
-    a = numpy.asarray(actual, dtype=numpy.float64)
-    e = numpy.asarray(expected, dtype=numpy.float64)
-    if not numpy.isfinite(a).all():
-        bad = ~numpy.isfinite(a)
-        return "nan", f"{int(bad.sum())} of {a.size} entries are nan or inf"
-    if a.size == 1:
-        return "everywhere", ""
-    err = numpy.abs(a - e)
-    scale = max(float(numpy.abs(e).max(initial=0.0)), float(numpy.abs(a).max(initial=0.0)), 1e-300)
-    bad = err > rtol * scale
-    where = f"{int(bad.sum())} of {a.size} entries wrong"
-    if not bad.any():
-        return "partial", where
-
-    def same(u, v):
-        return bool(numpy.all(numpy.abs(u - v) <= rtol * scale))
-
-    if a.ndim >= 2 and a.shape[-1] == a.shape[-2] and same(a, numpy.swapaxes(e, -1, -2)):
-        return "transposed", where
-    ab, eb = a[bad], e[bad]
-    if same(ab, 0 * eb):
-        return "zero", where
-    ratio = float((ab * eb).sum() / max(float((eb * eb).sum()), 1e-300))
-    if same(ab, ratio * eb):
-        for pattern, value in (("half", 0.5), ("double", 2.0), ("sign", -1.0)):
-            if abs(ratio - value) < 1e-3:
-                return pattern, where
-        return "scaled", f"{where}, each {ratio:.4g} times the right value"
-    if border and a.ndim >= 2:
-        ring = _near_border(bad, border)
-        if (bad <= ring).all() and not ring.all():
-            return "border", f"{where}, all of them within {border} pixel(s) of the border"
-    return ("everywhere" if bad.mean() > 0.5 else "partial"), where
 
 
 # ----------------------------------------------------------------------------- the context
@@ -167,10 +118,13 @@ class CheckContext:
         self.worst = None  # the largest error measured, for the table's "measured" column
         self.measured = ""  # or a text the check sets itself
         self.maps: dict = {}  # name -> error map (an array), for show()
+        self.compared = 0  # values compared with right ones; a check that compared none gives no credit
 
-    def measure(self, err: float):
-        """Remember an error measured by hand, for the "measured" column (the largest one is shown)."""
+    def measure(self, err: float, values: int = 0):
+        """Remember an error measured by hand, for the "measured" column (the largest one is shown);
+        ``values``: how many of the student's values it compared (a check must compare some)."""
         self.worst = err if self.worst is None else max(self.worst, err)
+        self.compared += values
 
     def fail(self, what: str, where: str = "", size: str = "", hint: str = "", map_name: str = ""):
         raise CheckFailed(what, where, size, hint, map_name)
@@ -208,19 +162,20 @@ class CheckContext:
             err_map = numpy.abs(actual - expected) / scale
         err = float(numpy.nan_to_num(err_map, nan=numpy.inf).max(initial=0.0))
         map_name = f"{name} ({case})" if case else name
+        self.compared += expected.size
         if err_map.ndim:  # an error map of a single number shows nothing
             self.maps[map_name] = err_map
         self.measure(err)
         if err > tol:
             pattern, where = diagnose(actual, expected, border)
             worst = numpy.unravel_index(int(numpy.argmax(numpy.nan_to_num(err_map, nan=numpy.inf))), err_map.shape)
-            at = f" at {name}{_index(worst)}" if worst else ""
+            at = f" at {name}{index_text(worst)}" if worst else ""
             self.fail(
                 f"{name} differs from {against}" + (f" ({case})" if case else ""),
                 where=where,
                 size=f"max abs error {err * scale:.2e}{at} (got {actual[worst]:.6g}, expected "
                      f"{expected[worst]:.6g}; tolerance {tol:.0e} x {scale:.3g})",
-                hint=_hint(name, pattern, hints),
+                hint=hint_for(name, pattern, hints),
                 map_name=map_name if err_map.ndim else "",
             )
         return err
@@ -253,23 +208,35 @@ class CheckContext:
         if expected.ndim:
             self.expect_shape(name, actual, expected.shape)
         actual = numpy.asarray(to_numpy(actual))
+        self.compared += expected.size
         wrong = actual != expected
         if wrong.any():
             first = tuple(numpy.argwhere(wrong)[0]) if wrong.ndim else ()
-            where = f"{int(wrong.sum())} of {wrong.size} entries wrong, the first at {name}{_index(first)}"
+            where = f"{int(wrong.sum())} of {wrong.size} entries wrong, the first at {name}{index_text(first)}"
             self.fail(f"{name} is wrong" + (f" ({case})" if case else ""), where=where if first else "",
                       size=f"got {actual[first]}, expected {expected[first]}", hint=hint)
         self.measure(0.0)
 
     def expect_gradients(self, forward, backward, inputs: dict, kwargs: dict | None = None, *, label: str,
-                         hints: dict | None = None, border: int = 0, wrt=None, eps: float = 1e-5,
-                         tol: float = DEFAULT_TOL):
+                         reference, out_name: str = "out", hints: dict | None = None, border: int = 0, wrt=None,
+                         eps: float = 1e-5, tol: float = DEFAULT_TOL):
         """Float64 gradient check of a forward/backward pair (minimal_seg.gradcheck).
 
-        ``hints`` maps a gradient's name to its pattern -> text dict, e.g. {"dx": {"border": "..."}}.
-        The shapes of the gradients are checked first, for a clearer message than the check's.
+        It counts only once ``forward`` gives the numbers of ``reference`` (the
+        library's forward, same arguments): the gradient of a forward that returns
+        zeros is zero, and a backward that returns zeros would match it.
+        ``out_name`` names the forward's output in the messages; ``hints`` maps a gradient's
+        name to its pattern -> text dict, e.g. {"dx": {"border": "..."}}. The shapes of the
+        gradients are checked next, for a clearer message than the check's.
         """
         out, cache = forward(*inputs.values(), **(kwargs or {}))
+        ref, _ = reference(*inputs.values(), **(kwargs or {}))
+        first = f"the forward pass gives wrong numbers, so its gradient check does not count: make {out_name} " \
+                "right first"
+        own = (hints or {}).get(out_name, {})
+        self.expect_close(out_name, out, ref, case=label, border=border,
+                          hints={"default": first, "all zero": f"{first} (it is all zeros)",
+                                 **{pattern: f"{first} ({text})" for pattern, text in own.items()}})
         grads = backward(numpy.ones_like(out), cache)
         for (name, value), grad in zip(inputs.items(), grads if isinstance(grads, tuple) else (grads,)):
             if grad is not None and hasattr(value, "dtype") and value.dtype.kind == "f":
@@ -291,6 +258,7 @@ class CheckContext:
             if not c.directional:
                 self.maps[f"d{c.name} ({report.label})"] = c.error_map
             self.measure(c.max_rel_error)
+            self.compared += c.analytic.size
         for c in report.checks:
             if c.max_rel_error > report.tol:
                 if c.directional:
@@ -298,21 +266,14 @@ class CheckContext:
                     where = f"along {c.analytic.size} random directions (too many entries to check one by one)"
                 else:
                     pattern, where = diagnose(c.analytic, c.numeric, border)
-                    where = f"{where}; the worst is d{c.name}{_index(c.worst_index)}: yours " \
+                    where = f"{where}; the worst is d{c.name}{index_text(c.worst_index)}: yours " \
                             f"{c.analytic[c.worst_index]:.6g}, numerical {c.numeric[c.worst_index]:.6g}"
                 self.fail(f"d{c.name} does not match the numerical gradient ({report.label})",
                           where=where,
                           size=f"max rel. error {c.max_rel_error:.2e} (tolerance {report.tol:.0e})",
-                          hint=_hint(f"d{c.name}", pattern, (hints or {}).get(f"d{c.name}")),
+                          hint=hint_for(f"d{c.name}", pattern, (hints or {}).get(f"d{c.name}")),
                           map_name="" if c.directional else f"d{c.name} ({report.label})")
         return report
-
-
-def _hint(name: str, pattern: str, hints: dict | None) -> str:
-    """The check's hint for this pattern, else its "default" hint, else the generic one."""
-    hints = hints or {}
-    text = hints.get(pattern) or hints.get("default") or f"{name}: {DEFAULT_HINTS[pattern]}"
-    return text.format(name=name)
 
 
 # ----------------------------------------------------------------------------- the student's file
@@ -367,123 +328,35 @@ def _frame_in(err: BaseException, path: str):
     return frames[-1] if frames else None
 
 
-# ----------------------------------------------------------------------------- results
-
-@dataclass
-class CheckResult:
-    """One row of the table, and the details printed below it when it did not pass."""
-
-    number: int
-    title: str
-    expect: str
-    status: str  # "PASS", "FAIL" or "TODO" (a stub that still raises NotImplementedError)
-    measured: str = "-"
-    what: str = ""
-    where: str = ""
-    size: str = ""
-    hint: str = ""
-    map_name: str = ""  # the error map that shows the failure
-    maps: dict = field(default_factory=dict, repr=False)
-
-    @property
-    def passed(self) -> bool:
-        return self.status == "PASS"
-
-    def details(self) -> str:
-        if self.status == "TODO":
-            return f"TODO {self.number}. {self.title}: {self.what}"
-        lines = [f"{self.status} {self.number}. {self.title}", f"    what:    {self.what}"]
-        for label, text in (("where", self.where), ("how big", self.size), ("hint", self.hint)):
-            if text:
-                lines.append(f"    {label + ':':<8} {text}")
-        if self.map_name:
-            lines.append(f"    see:     result.show({self.number}) draws the error map of {self.map_name}")
-        return "\n".join(lines)
-
-
-@dataclass
-class Result:
-    """Everything ``check`` found: ``print(result)`` for the table, ``result.show()`` for an error map."""
-
-    assignment: str
-    title: str
-    impl: str
-    results: list
-    stubs: list = field(default_factory=list)  # the messages of the stubs still in the file
-
-    @property
-    def passed(self) -> bool:
-        return all(r.passed for r in self.results)
-
-    def __getitem__(self, number: int) -> CheckResult:
-        return self.results[number - 1]
-
-    def table(self) -> str:
-        header = ("#", "check", "result", "measured", "expect")
-        rows = [header] + [(str(r.number), r.title, r.status, r.measured, r.expect) for r in self.results]
-        widths = [max(len(row[c]) for row in rows) for c in range(len(header))]
-        return "\n".join("  " + "  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows)
-
-    def __str__(self) -> str:
-        ok = sum(r.passed for r in self.results)
-        todo = sum(r.status == "TODO" for r in self.results)
-        parts = [f"Assignment {self.assignment}: {self.title}", f"impl: {self.impl}", "", self.table()]
-        parts += ["", *(r.details() + "\n" for r in self.results if r.status == "FAIL")]
-        parts += [r.details() for r in self.results if r.status == "TODO"]
-        if self.stubs:
-            parts += ["", "Still to write:", *(f"    {text}" for text in self.stubs), ""]
-        summary = f"{ok} of {len(self.results)} checks passed"
-        if todo:
-            summary += f", {todo} waiting for code that is not written yet"
-        parts.append(summary + ("." if ok < len(self.results) else ": well done."))
-        return "\n".join(parts)
-
-    def __repr__(self) -> str:
-        ok = sum(r.passed for r in self.results)
-        return f"<Result {self.assignment}: {ok}/{len(self.results)} checks passed>"
-
-    def show(self, number: int | None = None, name: str | None = None, ax=None):
-        """Draw an error map (log10, max over the leading axes) of check ``number``.
-
-        Default: the first failing check that has maps, else the first check that
-        has any; ``name`` picks one of its maps (default: the first).
-        """
-        import matplotlib.pyplot as plt
-
-        if number is not None:
-            chosen = self[number]
-        else:
-            failing = [r for r in self.results if r.map_name]
-            chosen = (failing or [r for r in self.results if r.maps] or [None])[0]
-        if chosen is None or not chosen.maps:
-            raise ValueError("no check of this result has an error map (did the checks run?)")
-        name = name or chosen.map_name or next(iter(chosen.maps))
-        err = numpy.asarray(chosen.maps[name], dtype=numpy.float64)
-        while err.ndim > 2:
-            err = err.max(axis=0)
-        if err.ndim < 2:
-            err = err.reshape(1, -1)
-        if ax is None:
-            _, ax = plt.subplots(figsize=(4.5, 3.5))
-        image = ax.imshow(numpy.log10(numpy.nan_to_num(err, nan=1.0) + 1e-20), cmap="magma", vmin=-16, vmax=0)
-        ax.set_title(f"{chosen.number}. {name}, log10", fontsize=9)
-        ax.figure.colorbar(image, ax=ax)
-        return ax
+def _rejected(assignment: str, title: str, checklist: Checklist, impl_path: str, why: str, where: str,
+              hint: str) -> Result:
+    """A file that was not graded: every check fails, the reason said once."""
+    rows = [CheckResult(number, check.title, check.expect, "FAIL", what="not graded: " + why)
+            for number, check in enumerate(checklist.checks, 1)]
+    return Result(assignment, title, impl_path, rows, rejected=why, rejected_where=where, rejected_hint=hint)
 
 
 def run_checks(assignment: str, title: str, checklist: Checklist, impl_path) -> Result:
-    """Load the student's file and run every check of ``checklist`` on it, in order."""
+    """Check the student's imports, load the file and run every check of ``checklist`` on it, in order."""
     impl_path = str(Path(impl_path).resolve())
+    name = Path(impl_path).name
+    source = Path(impl_path).read_text(encoding="utf-8")
     try:
+        violations = find_violations(source, checklist.imports, assignment) if checklist.imports else []
+        if violations:
+            return _rejected(assignment, title, checklist, impl_path,
+                             f"{name} uses what assignment {assignment} does not allow: {violations[0].why}",
+                             where="; ".join(f"{name} {v.line}: {v.code}" for v in violations),
+                             hint="write the code yourself with NumPy (xp = array_module(x)); "
+                                  "the docstrings list what you may use")
         module = load_impl(impl_path)
-    except Exception as err:  # a syntax error, a failing import: one clear row
+    except Exception as err:  # a syntax error, a failing import
         line = getattr(err, "lineno", None) or getattr(_frame_in(err, impl_path), "lineno", "?")
-        row = CheckResult(1, "import your file", "-", "FAIL", what=f"{type(err).__name__}: {err}",
-                          where=f"{Path(impl_path).name} line {line}",
-                          hint="fix this first: none of the checks can run before the file imports")
-        return Result(assignment, title, impl_path, [row])
+        return _rejected(assignment, title, checklist, impl_path, f"{type(err).__name__}: {err}",
+                         where=f"{name} line {line}",
+                         hint="fix this first: none of the checks can run before the file imports")
     student = StudentFile(module)
-    stubs = find_stubs(Path(impl_path).read_text(encoding="utf-8"))
+    stubs = find_stubs(source)
     results = []
     for number, check in enumerate(checklist.checks, 1):
         ctx = CheckContext()
@@ -492,6 +365,9 @@ def run_checks(assignment: str, title: str, checklist: Checklist, impl_path) -> 
             with numpy.errstate(all="ignore"), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 check.run(student, ctx)
+            if not ctx.compared:
+                ctx.fail("this check compared no values, so it cannot give credit",
+                         hint="a defect of the check, not of your file: tell your teacher")
         except CheckFailed as failed:
             row.status, row.what, row.where, row.size = "FAIL", failed.what, failed.where, failed.size
             row.hint, row.map_name = failed.hint, failed.map_name

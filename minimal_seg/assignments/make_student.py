@@ -1,7 +1,11 @@
 """Write the student version of every assignment: each solution block becomes a stub.
 
-    python -m minimal_seg make-student OUT_DIR [--force]
-    python -m minimal_seg.assignments.make_student OUT_DIR [--force]
+    python -m minimal_seg make-student OUT_DIR [--force] [--solutions FOLDER]
+    python -m minimal_seg.assignments.make_student OUT_DIR [--force] [--solutions FOLDER]
+
+The solutions are read from ``lectures/assignments/solutions/`` of the
+checkout this package runs from, or from ``--solutions FOLDER``; an installed
+package has none (it never ships the answers), and says so.
 
 A solution block is the lines between two markers (inclusive)::
 
@@ -30,7 +34,8 @@ from pathlib import Path
 
 START = re.compile(r"^(?P<indent>[ \t]*)# ===== START SOLUTION(?::\s*(?P<what>.*?))?\s*=====\s*$")
 END = re.compile(r"^[ \t]*# ===== END SOLUTION =====\s*$")
-HEADER = "# Student version of minimal_seg/assignments/{name}: replace every `raise NotImplementedError`.\n"
+HEADER = ("# Assignment {assignment} of minimal_seg (student version): replace every `raise NotImplementedError`.\n"
+          "# Check your work with: python -m minimal_seg check {assignment} --impl {name}\n")
 
 
 def _enclosing_function(tree: ast.AST, line: int) -> str | None:
@@ -74,13 +79,16 @@ def strip_solutions(source: str, filename: str = "<assignment>") -> str:
     return student
 
 
-def write_student_versions(out_dir, force: bool = False) -> list[Path]:
+def write_student_versions(out_dir, force: bool = False, solutions=None) -> list[Path]:
     """Write every assignment's student file into ``out_dir``; returns the paths written.
 
-    Refuses to overwrite an existing file (a student's work) unless ``force``.
+    ``solutions`` is the folder of reference solutions (default: the checkout's
+    lectures/assignments/solutions). Refuses to overwrite an existing file (a
+    student's work) unless ``force``.
     """
     from . import ASSIGNMENTS
 
+    sources = {a.name: a.solution_file(solutions).read_text(encoding="utf-8") for a in ASSIGNMENTS.values()}
     out_dir = Path(out_dir)
     targets = [(a, out_dir / a.filename) for a in ASSIGNMENTS.values()]
     existing = [str(p) for _, p in targets if p.exists()]
@@ -88,8 +96,8 @@ def write_student_versions(out_dir, force: bool = False) -> list[Path]:
         raise FileExistsError(f"would overwrite {', '.join(existing)}; pass --force to replace them")
     out_dir.mkdir(parents=True, exist_ok=True)
     for a, path in targets:
-        source = a.solution_file.read_text(encoding="utf-8")
-        path.write_text(HEADER.format(name=a.filename) + strip_solutions(source, a.filename), encoding="utf-8")
+        student = strip_solutions(sources[a.name], a.filename)
+        path.write_text(HEADER.format(assignment=a.name, name=a.filename) + student, encoding="utf-8")
     return [p for _, p in targets]
 
 
@@ -98,10 +106,13 @@ def main(argv=None) -> int:
                                      description="Write the student version of every assignment.")
     parser.add_argument("out_dir", help="folder to write the assignment files into")
     parser.add_argument("--force", action="store_true", help="overwrite existing files")
+    parser.add_argument("--solutions", default=None, metavar="FOLDER",
+                        help="the folder of reference solutions (default: lectures/assignments/solutions "
+                             "of the checkout)")
     args = parser.parse_args(argv)
     try:
-        paths = write_student_versions(args.out_dir, args.force)
-    except (FileExistsError, ValueError) as err:
+        paths = write_student_versions(args.out_dir, args.force, args.solutions)
+    except (FileExistsError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     for path in paths:

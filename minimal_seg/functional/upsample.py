@@ -185,9 +185,22 @@ def bilinear_kernel(kernel_size, dtype="float64"):
 
     Per axis (FCN paper): factor = (k + 1) // 2, center = factor - 1 if k is odd
     else factor - 0.5, f[i] = 1 - |i - center| / factor; the 2-D kernel is
-    w[i, j] = f_h[i] * f_w[j]. A transposed conv with kernel 2*s, stride s,
-    padding s // 2 and this weight upsamples by s (bilinearly, away from the
-    border). Created on the current backend.
+    w[i, j] = f_h[i] * f_w[j]. Created on the current backend.
+
+    Upsampling by an integer s: a transposed conv with stride s and
+
+        kernel  K = 2s - s % 2      (2s for even s, 2s - 1 for odd s)
+        padding P = s // 2          (s/2 for even s, (s - 1)/2 for odd s)
+
+    and this weight gives an s*H x s*W output, equal to bilinear interpolation
+    (align_corners=False) away from a border of s // 2 pixels. Why: bilinear
+    interpolation gives output o the weight 1 - |(o + 1/2)/s - 1/2 - i| / s of
+    input i, a tent of half-width s centred at o - s*i = (s - 1)/2; the
+    transposed conv gives it the weight f[o + P - s*i], a tent centred at
+    o - s*i = center - P. So factor = s (K = 2s or 2s - 1) and P = center - (s - 1)/2:
+    with K = 2s, P = s/2, an integer only for even s; with K = 2s - 1, P = (s - 1)/2,
+    an integer only for odd s. The output size is (H - 1)*s - 2P + K = s*H either way.
+    (Kernel 2s with padding s // 2 for odd s, e.g. s = 3, gives 3H + 1 and a shifted grid.)
     """
     kh, kw = positive_pair(kernel_size, "kernel_size")
     xp = get_xp()

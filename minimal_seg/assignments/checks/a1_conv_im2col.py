@@ -5,9 +5,10 @@ import numpy
 
 from ... import functional as F
 from ..grader import Checklist
-from . import CONV_MATRIX, KERNEL, conv_case, conv_inputs, randn
+from ..imports import ImportRules
+from . import CONV_MATRIX, F32_TOL, KERNEL, conv_case, conv_inputs, randn
 
-CHECKS = Checklist()
+CHECKS = Checklist(ImportRules(task="im2col, col2im and the convolution's forward and backward pass"))
 
 # (x shape, w shape, stride, padding): rectangular images and kernels catch swapped h and w,
 # stride 2 catches a missing stride, padding 2 > kernel/2 catches a crop that assumes P <= 1.
@@ -38,21 +39,24 @@ OUT_HINTS = {
 HINTS = {"out": OUT_HINTS, "dx": DX_HINTS, "dw": DW_HINTS, "db": DB_HINTS}
 
 
-@CHECKS.add("shapes and dtypes", expect="exact")
+@CHECKS.add("shapes, dtypes and values in float32", expect="< 1e-5 (~1e-7)")
 def shapes(s, ctx):
     x_shape, w_shape, stride, padding = CASES[0]
-    x, w, b = conv_inputs(CASES[0], 0)
+    x, w, b = (a.astype(numpy.float32) for a in conv_inputs(CASES[0], 0))
     oh, ow = F.conv2d_output_shape(x_shape[2:], w_shape[2:], stride, padding)
     cols = s.im2col(x, w_shape[2:], stride, padding)
     ctx.expect_shape("im2col(x)", cols, (x_shape[0], x_shape[1] * w_shape[2] * w_shape[3], oh * ow), hint=SIZE_HINT)
-    out, cache = s.conv2d_forward(x.astype(numpy.float32), w.astype(numpy.float32), b.astype(numpy.float32),
-                                  stride, padding)
+    out, cache = s.conv2d_forward(x, w, b, stride, padding)
     ctx.expect_shape("out", out, (x_shape[0], w_shape[0], oh, ow), numpy.float32, hint=SIZE_HINT)
-    _, cache = s.conv2d_forward(x, w, b, stride, padding)
-    dx, dw, db = s.conv2d_backward(randn(9, *out.shape), cache)
+    ref, ref_cache = F.conv2d_forward(x, w, b, stride, padding)
+    ctx.expect_close("out", out, ref, tol=F32_TOL, border=max(padding, 1), hints=OUT_HINTS, case="float32")
+    dout = randn(9, *out.shape).astype(numpy.float32)
+    dx, dw, db = s.conv2d_backward(dout, cache)
     ctx.expect_shape("dx", dx, x.shape, hint="dx has the shape of x: col2im gets x_shape from the cache")
     ctx.expect_shape("dw", dw, w.shape, hint="dw has the shape of w: reshape the (OC, C*KH*KW) product")
     ctx.expect_shape("db", db, b.shape, hint="db has the shape of b (OC,): sum over the batch and positions")
+    for name, grad, right in zip(("dx", "dw", "db"), (dx, dw, db), F.conv2d_backward(dout, ref_cache)):
+        ctx.expect_close(name, grad, right, tol=F32_TOL, border=max(padding, 1), hints=HINTS[name], case="float32")
 
 
 @CHECKS.add("hand example: im2col of a 3x3 image, 2x2 windows", expect="exact")
@@ -75,12 +79,16 @@ def hand_lecture(s, ctx):
                                        "the kernel is not flipped"})
 
 
-@CHECKS.add("col2im is the adjoint of im2col: <im2col(x), y> = <x, col2im(y)>", expect="< 1e-10 (~1e-15)")
+@CHECKS.add("im2col right, and col2im its adjoint: <im2col(x), y> = <x, col2im(y)>", expect="< 1e-10 (~1e-15)")
 def adjoint(s, ctx):
     for k, case in enumerate(CASES):
         x_shape, w_shape, stride, padding = case
         x = randn(10 + k, *x_shape)
         cols = s.im2col(x, w_shape[2:], stride, padding)
+        # the adjoint of a wrong (or all-zero) im2col proves nothing: im2col first, against the library's
+        ref = F.im2col(x, w_shape[2:], stride, padding)  # (C*KH*KW, N*OH*OW)
+        ref = ref.reshape(ref.shape[0], x_shape[0], -1).transpose(1, 0, 2)
+        ctx.expect_close("im2col(x)", cols, ref, case=conv_case(case), border=max(padding, 1), hints=OUT_HINTS)
         y = randn(20 + k, *cols.shape)
         back = s.col2im(y, x_shape, w_shape[2:], stride, padding)
         ctx.expect_shape("col2im(y)", back, x_shape,
@@ -99,7 +107,7 @@ def gradients(s, ctx):
         x, w, b = conv_inputs(case, 30 + 3 * k)
         ctx.expect_gradients(s.conv2d_forward, s.conv2d_backward, {"x": x, "w": w, "b": b},
                              {"stride": case[2], "padding": case[3]}, label=conv_case(case),
-                             border=max(case[3], 1), hints=HINTS)
+                             reference=F.conv2d_forward, border=max(case[3], 1), hints=HINTS)
 
 
 @CHECKS.add("same numbers as minimal_seg.functional.conv2d", expect="< 1e-10 (~1e-15)")

@@ -4,10 +4,12 @@ from __future__ import annotations
 import numpy
 
 from ... import functional as F
+from ...backend import to_numpy
 from ..grader import Checklist
-from . import POOL_INDICES, POOL_OUT, POOL_X, randn, tie_free
+from ..imports import ImportRules
+from . import F32_TOL, POOL_INDICES, POOL_OUT, POOL_X, randn, tie_free
 
-CHECKS = Checklist()
+CHECKS = Checklist(ImportRules(task="max pooling, max unpooling and their backward passes"))
 
 # (x shape, kernel, stride): rectangular images catch swapped h and w, stride < kernel makes windows overlap.
 CASES = [
@@ -39,13 +41,13 @@ def _out_size(case):
 
 def _index_hint(actual, expected, width: int, height: int) -> str:
     """TRANSPOSED_INDEX_HINT when ``actual`` is the expected index with h and w swapped."""
-    a, e = numpy.asarray(actual), numpy.asarray(expected)
+    a, e = to_numpy(actual), to_numpy(expected)
     if a.shape == e.shape and numpy.array_equal(a, (e % width) * height + e // width):
         return TRANSPOSED_INDEX_HINT
     return INDEX_HINT
 
 
-@CHECKS.add("shapes and dtypes", expect="exact")
+@CHECKS.add("shapes, dtypes and values in float32", expect="< 1e-5 (exact)")
 def shapes(s, ctx):
     x_shape, k, stride = CASES[1]
     oh, ow = _out_size(CASES[1])
@@ -53,6 +55,9 @@ def shapes(s, ctx):
     out, cache = s.max_pool2d_forward(x.astype(numpy.float32), k, stride)
     ctx.expect_shape("out", out, (*x_shape[:2], oh, ow), numpy.float32,
                      hint="OH = (H - K) // S + 1, OW = (W - K) // S + 1")
+    ref, ref_cache = F.max_pool2d_forward(x.astype(numpy.float32), k, stride)
+    ctx.expect_close("out", out, ref, tol=F32_TOL, case="float32",
+                     hints={"default": "out[p, q] is the max of window (p, q), x[p*S : p*S + K, q*S : q*S + K]"})
     if not hasattr(cache, "get") or not hasattr(cache.get("indices"), "dtype"):
         ctx.fail("the cache has no array 'indices'", hint='cache = {"x_shape": ..., "indices": ..., ...}')
     indices = cache["indices"]
@@ -62,6 +67,8 @@ def shapes(s, ctx):
                  hint="indices index pixels: make them integers, e.g. .astype(xp.int64)")
     _, cache = s.max_pool2d_forward(x, k, stride)
     ctx.expect_shape("max_pool2d_backward dx", s.max_pool2d_backward(randn(1, *out.shape), cache), x.shape)
+    ctx.expect_equal('cache["indices"]', indices, ref_cache.indices, case="float32",
+                     hint=_index_hint(indices, ref_cache.indices, x_shape[3], x_shape[2]))
     up, ucache = s.max_unpool2d_forward(randn(2, *out.shape), cache["indices"], x_shape[2:])
     ctx.expect_shape("max_unpool2d_forward out", up, x.shape, hint="the unpooled map has output_size (OH, OW)")
     ctx.expect_shape("max_unpool2d_backward dx", s.max_unpool2d_backward(randn(3, *x.shape), ucache), out.shape)
@@ -103,12 +110,17 @@ def gradients(s, ctx):
         x_shape, kernel, stride = case
         ctx.expect_gradients(s.max_pool2d_forward, s.max_pool2d_backward, {"x": tie_free(10 + k, *x_shape)},
                              {"kernel_size": kernel, "stride": stride}, label=f"max_pool2d, {_case_name(case)}",
-                             hints={"dx": DX_POOL_HINTS})
+                             reference=F.max_pool2d_forward, hints={"dx": DX_POOL_HINTS})
     x_shape, kernel, stride = CASES[0]
     _, ref_cache = F.max_pool2d_forward(tie_free(12, *x_shape), kernel, stride)
+
+    def unpool(x, indices, output_size):
+        return F.max_unpool2d_forward(x, indices, kernel, stride, output_size=output_size)
+
     ctx.expect_gradients(s.max_unpool2d_forward, s.max_unpool2d_backward,
                          {"x": randn(13, *ref_cache.indices.shape), "indices": ref_cache.indices},
-                         {"output_size": x_shape[2:]}, label="max_unpool2d", hints={"dx": DX_UNPOOL_HINTS})
+                         {"output_size": x_shape[2:]}, label="max_unpool2d", reference=unpool,
+                         hints={"dx": DX_UNPOOL_HINTS})
 
 
 @CHECKS.add("same numbers as minimal_seg.functional (max_pool2d, max_unpool2d)", expect="< 1e-10 (~1e-16)")

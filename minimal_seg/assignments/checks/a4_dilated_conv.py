@@ -4,10 +4,14 @@ from __future__ import annotations
 import numpy
 
 from ... import functional as F
+from ...backend import to_numpy
 from ..grader import Checklist
-from . import KERNEL, randn
+from ..imports import ImportRules
+from . import F32_TOL, KERNEL, randn
 
-CHECKS = Checklist()
+# measure_receptive_field builds nn.Conv2d layers (their backward is given); the conv itself is the task.
+CHECKS = Checklist(ImportRules(task="the dilated convolution and the receptive field",
+                               within={"measure_receptive_field": ("minimal_seg.nn.Conv2d",)}))
 
 # The lecture's 3x3 kernel at dilation 2: the same nine weights, spread over 5x5.
 KERNEL_D2 = numpy.array([
@@ -65,18 +69,24 @@ def _formula_hint(got, stack) -> str:
     return FORMULA_HINTS["default"]
 
 
-@CHECKS.add("shapes and dtypes", expect="exact")
+@CHECKS.add("shapes, dtypes and values in float32", expect="< 1e-5 (~1e-7)")
 def shapes(s, ctx):
     x_shape, w_shape, padding, dilation = CASES[1]
-    big = s.dilate_kernel(randn(0, *w_shape), dilation)
+    w = randn(0, *w_shape).astype(numpy.float32)
+    big = s.dilate_kernel(w, dilation)
     ctx.expect_shape("dilate_kernel(w, 2)", big, (*w_shape[:2], 5, 3),
                      hint="the dilated kernel spans D*(K-1) + 1 pixels along each axis")
-    x = randn(1, *x_shape).astype(numpy.float32)
-    out, _ = s.dilated_conv2d_forward(x, randn(2, *w_shape).astype(numpy.float32),
-                                      randn(3, w_shape[0]).astype(numpy.float32), padding, dilation)
+    sparse = numpy.zeros(big.shape, dtype=numpy.float32)
+    sparse[:, :, ::dilation, ::dilation] = w
+    ctx.expect_close("dilate_kernel(w, 2)", big, sparse, tol=0, against="w with D - 1 zeros between the taps",
+                     hints={"default": "w_big[i*D, j*D] = w[i, j] and zeros between the taps"})
+    x, b = randn(1, *x_shape).astype(numpy.float32), randn(3, w_shape[0]).astype(numpy.float32)
+    out, _ = s.dilated_conv2d_forward(x, w, b, padding, dilation)
     oh, ow = F.conv2d_output_shape(x_shape[2:], w_shape[2:], 1, padding, dilation)
     ctx.expect_shape("out", out, (x_shape[0], w_shape[0], oh, ow), numpy.float32,
                      hint="OH = H + 2P - D*(KH - 1), OW = W + 2P - D*(KW - 1)")
+    ref, _ = F.conv2d_forward(x, w, b, padding=padding, dilation=dilation)
+    ctx.expect_close("out", out, ref, tol=F32_TOL, case="float32", hints=OUT_HINTS)
 
 
 @CHECKS.add("hand example: 3x3 weights at d = 2 cover 5x5; fields of d = 2 and d = 1, 2, 3",
@@ -102,7 +112,7 @@ def measured(s, ctx):
         got = s.receptive_field(stack)
         ctx.expect_equal("receptive_field", got, expected, case=_stack_name(stack), hint=_formula_hint(got, stack))
         r, footprint = s.measure_receptive_field(stack, size)
-        ctx.maps[f"footprint of {_stack_name(stack)}"] = numpy.abs(numpy.asarray(footprint, dtype=numpy.float64))
+        ctx.maps[f"footprint of {_stack_name(stack)}"] = numpy.abs(to_numpy(footprint).astype(numpy.float64))
         ctx.expect_equal("measured receptive field", r, expected, case=_stack_name(stack),
                          hint="put a single 1 in dout at the centre output pixel, backward through every layer "
                               "in reverse order, and measure last - first + 1 over the rows where dx is nonzero")

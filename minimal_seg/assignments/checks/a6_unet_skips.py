@@ -2,16 +2,25 @@
 
 The reference is the library's own ``UNet.backward`` on an identical model
 (same seed, so the same weights); models/unet.py does the sum in ``UNet._skip_sum``.
+The student's function gets a ``GradedUNet``, whose own ``backward`` refuses
+to run: calling it would be handing in the answer.
+
+The model lives on the current backend (NumPy, or CuPy with
+MINIMAL_SEG_BACKEND=cupy); the grading data is made on the host and moved to
+it explicitly, and every array is brought back with ``to_numpy`` to be judged.
 """
 from __future__ import annotations
 
 import numpy
 
+from ...backend import asarray, to_numpy
 from ...models import UNet
-from ..grader import REF_TOL, Checklist
+from ..grader import REF_TOL, CheckFailed, Checklist
+from ..imports import ImportRules
 from . import randn
 
-CHECKS = Checklist()
+HELPERS = tuple(f"minimal_seg.functional.{name}" for name in ("crop_backward", "concat_backward", "pad_to_multiple_backward"))
+CHECKS = Checklist(ImportRules(task="U-Net's backward pass", allowed=HELPERS))
 
 X_SHAPE = (2, 1, 5, 6)  # not a multiple of 4: the model pads to 8x8 and crops back
 NUM_CLASSES = 3
@@ -25,23 +34,37 @@ ORDER_HINT = ("undo the forward in reverse: the crop's backward, head; per level
               "the bottleneck; per level from the bottom: pool, + the skip gradient, enc; then the pad")
 
 
-def _model():
+class GradedUNet(UNet):
+    """The U-Net handed to the student's ``unet_backward``: its own backward pass is not for them to call."""
+
+    def backward(self, dout):
+        raise CheckFailed("your unet_backward calls the library's UNet.backward (model.backward): that is the "
+                          "answer, not a solution", hint="call the backward passes of the blocks: " + ORDER_HINT)
+
+
+def _model(graded: bool = False):
     """A tiny float64 U-Net, two levels (two skips), no batch norm; the same weights every call.
 
     The biases are drawn at random: with zero biases, the zero-padded border would
     give pre-activations of exactly 0, a ReLU kink that the gradient check straddles.
+    ``graded``: a GradedUNet, for the student's function.
     """
-    model = UNet(in_channels=X_SHAPE[1], num_classes=NUM_CLASSES, base_channels=2, depth=2,
-                 batch_norm=False, up="transpose", seed=0).astype(numpy.float64)
+    model = (GradedUNet if graded else UNet)(in_channels=X_SHAPE[1], num_classes=NUM_CLASSES, base_channels=2,
+                                             depth=2, batch_norm=False, up="transpose", seed=0).astype(numpy.float64)
     for k, (name, value) in enumerate(model.named_parameters()):
         if name.endswith(".b"):
-            value[...] = 0.1 * randn(100 + k, *value.shape)
+            value[...] = asarray(0.1 * randn(100 + k, *value.shape), dtype=value.dtype)
     return model
 
 
 def _inputs():
-    x = randn(0, *X_SHAPE)
-    return x, randn(1, X_SHAPE[0], NUM_CLASSES, *X_SHAPE[2:])
+    """x and dout, made on the host and moved to the current backend (where the model lives)."""
+    return asarray(randn(0, *X_SHAPE)), asarray(randn(1, X_SHAPE[0], NUM_CLASSES, *X_SHAPE[2:]))
+
+
+def _host(a):
+    """A host copy of ``a`` (the student's arrays are judged on the host)."""
+    return numpy.array(to_numpy(a), copy=True)
 
 
 def _record_skips(model) -> dict:
@@ -56,7 +79,7 @@ def _record_skips(model) -> dict:
 
         def backward(d):
             out = original(d)
-            seen[key] = numpy.array(d if key[0] == "enc" else out, copy=True)
+            seen[key] = _host(d if key[0] == "enc" else out)
             return out
 
         block.backward = backward
@@ -68,21 +91,28 @@ def _record_skips(model) -> dict:
 
 
 def _backward(model, x, dout, backward):
-    """Forward, then ``backward(model, dout)``; returns (dx, {name: gradient}) with fresh gradients."""
+    """Forward, then ``backward(model, dout)``; returns (dx, {name: gradient}), fresh, on the host."""
     model.zero_grad()
     model.forward(x)
     dx = backward(model, dout)
-    return dx, {name: numpy.array(g, copy=True) for name, g in model.named_grads()}
+    return _host(dx), {name: _host(g) for name, g in model.named_grads()}
 
 
-@CHECKS.add("shapes, every parameter reached, dout left as it was", expect="exact")
+def _reference_backward(model, dout):
+    return UNet.backward(model, dout)
+
+
+@CHECKS.add("shapes and dx, every parameter reached, dout left as it was", expect="< 1e-10 (~1e-16)")
 def shapes(s, ctx):
-    model, (x, dout) = _model(), _inputs()
-    kept = dout.copy()
+    model, (x, dout) = _model(graded=True), _inputs()
+    kept = _host(dout)
     dx, grads = _backward(model, x, dout, s.unet_backward)
     ctx.expect_shape("dx", dx, x.shape,
                      hint="dx has the input's shape: finish with the pad's backward, F.pad_to_multiple_backward")
-    if not numpy.array_equal(dout, kept):
+    ref_dx, _ = _backward(_model(), x, dout, _reference_backward)
+    ctx.expect_close("dx", dx, ref_dx, tol=REF_TOL, against="UNet.backward's dx",
+                     hints={"default": "dx differs from the library's: " + ORDER_HINT})
+    if not numpy.array_equal(_host(dout), kept):
         ctx.fail("unet_backward changed dout in place", hint="never write into dout (d += ..., d[...] = ...); "
                                                              "make new arrays: d = d + d_skip")
     untouched = [name for name, g in grads.items() if not numpy.any(g)]
@@ -94,9 +124,9 @@ def shapes(s, ctx):
 @CHECKS.add("the gradient at each skip is the pool path's plus the skip's", expect="< 1e-10 (~1e-16)")
 def skip_sums(s, ctx):
     x, dout = _inputs()
-    ref_model, model = _model(), _model()
+    ref_model, model = _model(), _model(graded=True)
     ref = _record_skips(ref_model)
-    _backward(ref_model, x, dout, lambda m, d: m.backward(d))
+    _backward(ref_model, x, dout, _reference_backward)
     got = _record_skips(model)
     _backward(model, x, dout, s.unet_backward)
     for level in reversed(range(model.depth)):  # in the order the backward pass reaches them
@@ -119,7 +149,7 @@ def skip_sums(s, ctx):
 @CHECKS.add("gradient check: the whole U-Net (x entry by entry, parameters along random directions)",
             expect="< 1e-6 (~1e-9)")
 def gradients(s, ctx):
-    model, (x, _) = _model(), _inputs()
+    model, (x, _) = _model(graded=True), _inputs()
 
     def run():
         return model.forward(x)
@@ -140,13 +170,13 @@ def gradients(s, ctx):
 @CHECKS.add("same numbers as the library's UNet.backward (dx and every parameter)", expect="< 1e-10 (~1e-16)")
 def reference(s, ctx):
     x, dout = _inputs()
-    ref_dx, ref_grads = _backward(_model(), x, dout, lambda m, d: m.backward(d))
-    dx, grads = _backward(_model(), x, dout, s.unet_backward)
+    ref_dx, ref_grads = _backward(_model(), x, dout, _reference_backward)
+    dx, grads = _backward(_model(graded=True), x, dout, s.unet_backward)
     ctx.expect_shape("dx", dx, ref_dx.shape)
     errors = {}
     for name, ours, theirs in [("x", dx, ref_dx)] + [(n, grads[n], ref_grads[n]) for n in ref_grads]:
         errors[name] = float(numpy.abs(ours - theirs).max()) / max(1.0, float(numpy.abs(theirs).max()))
-        ctx.measure(errors[name])
+        ctx.measure(errors[name], values=theirs.size)
     wrong = [name for name, err in errors.items() if err > REF_TOL]
     if wrong:
         worst = max(wrong, key=errors.get)

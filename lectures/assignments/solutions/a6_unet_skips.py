@@ -36,7 +36,9 @@ passes of the three that only move numbers around:
     F.concat_backward(d, cache)        -> [d_features, d_up], the split of the channels
     F.pad_to_multiple_backward(d, cache)   the pad's backward: a crop
 
-Never modify ``dout`` in place (the caller may still need it).
+Never modify ``dout`` in place (the caller may still need it). Nothing else
+from ``minimal_seg``, and not ``model.backward``: that is the answer (the
+autograder refuses both).
 Check your work with ``python -m minimal_seg check a6 --impl a6_unet_skips.py``.
 """
 from __future__ import annotations

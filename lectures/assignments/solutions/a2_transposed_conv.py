@@ -18,14 +18,21 @@ Notation::
     conv:             x (N, C, H, W), w (OC, C, KH, KW) -> (N, OC, OH, OW),
                       OH = (H + 2P - KH) // S + 1
     transposed conv:  x (N, C_in, H, W), w (C_in, C_out, KH, KW) -> (N, C_out, OH, OW),
-                      OH = (H - 1)*S - 2P + KH            (likewise OW)
+                      OH = (H - 1)*S - 2P + KH + OP       (likewise OW)
+
+OP, the output padding (0 <= OP < S), adds OP rows and columns at the
+bottom and right. It exists because a stride-S conv maps several sizes
+to one (5x5 and 6x6 both give 3x3 at S = 2, P = 1, K = 3), so its
+transpose must be told which one to give back: the 2x2 -> 4x4 upconv of
+the lecture (3x3 kernel, S = 2, P = 1) needs OP = 1.
 
 The transposed conv's weight is laid out (C_in, C_out, KH, KW), as in
 PyTorch: it is the weight of the convolution that maps C_out channels back
 to C_in, and C is that convolution's matrix.
 
 Use NumPy through ``xp = array_module(w)``, and nothing from
-``minimal_seg.functional``. Check your work with
+``minimal_seg.functional`` (the autograder refuses a file that imports
+it, or torch). Check your work with
 ``python -m minimal_seg check a2 --impl a2_transposed_conv.py``.
 """
 from __future__ import annotations
@@ -71,27 +78,31 @@ def conv_matrix(w, input_size, stride=1, padding=0):
     # ===== END SOLUTION =====
 
 
-def conv_transpose2d_forward(x, w, b=None, stride=1, padding=0):
+def conv_transpose2d_forward(x, w, b=None, stride=1, padding=0, output_padding=0):
     """Transposed convolution: out[n].ravel() = C^T @ x[n].ravel() + b.
 
-    x (N, C_in, H, W), w (C_in, C_out, KH, KW), b (C_out,) or None
-    -> out (N, C_out, OH, OW), OH = (H - 1)*S - 2P + KH, OW = (W - 1)*S - 2P + KW
+    x (N, C_in, H, W), w (C_in, C_out, KH, KW), b (C_out,) or None, output_padding OP
+    -> out (N, C_out, OH, OW), OH = (H - 1)*S - 2P + KH + OP, OW = (W - 1)*S - 2P + KW + OP
 
     C = conv_matrix(w, (OH, OW), S, P) is the matrix of the convolution that
-    maps a C_out x OH x OW image back to C_in x H x W, so C is (C_in*H*W, C_out*OH*OW)
+    maps a C_out x OH x OW image back to C_in x H x W (for 0 <= OP < S the conv's
+    size formula gives back exactly H and W), so C is (C_in*H*W, C_out*OH*OW)
     and C^T maps the other way. For the whole batch at once, in row-vector form:
 
         out.reshape(N, -1) = x.reshape(N, -1) @ C          (= C^T x for every image)
 
     then add b[co] to every pixel of channel co.
     Returns (out, cache), cache = {"x": x, "w": w, "C": C, "stride": S,
-    "padding": P, "has_bias": b is not None}.
+    "padding": P, "has_bias": b is not None}. Raise ValueError naming
+    output_padding unless 0 <= OP < S.
     """
     # ===== START SOLUTION: out = C^T x =====
+    if not 0 <= output_padding < stride:
+        raise ValueError(f"output_padding must be in [0, stride) = [0, {stride}), got {output_padding}")
     c_in, c_out, kh, kw = w.shape
     n, _, h, width = x.shape
-    oh = (h - 1) * stride - 2 * padding + kh
-    ow = (width - 1) * stride - 2 * padding + kw
+    oh = (h - 1) * stride - 2 * padding + kh + output_padding
+    ow = (width - 1) * stride - 2 * padding + kw + output_padding
     C = conv_matrix(w, (oh, ow), stride, padding)
     out = (x.reshape(n, -1) @ C).reshape(n, c_out, oh, ow)
     if b is not None:
@@ -112,7 +123,8 @@ def conv_transpose2d_backward(dout, cache):
 
             dw[ci, co, i, j] = sum_{n, p, q} x[n, ci, p, q] * doutpad[n, co, p*S + i, q*S + j]
 
-        one strided slice of doutpad per kernel offset (i, j), as in im2col.
+        one strided slice of doutpad per kernel offset (i, j), as in im2col (the
+        OP extra rows and columns of dout are read by no input pixel).
     db (C_out,) or None (no bias): the sum of dout over n, h, w.
     """
     # ===== START SOLUTION: dx = C dout, dw by kernel offsets, db =====

@@ -21,7 +21,8 @@ Notation (as in minimal_seg.functional)::
 
 Use NumPy through ``xp = array_module(x)`` (then your code runs on CuPy
 too), and nothing from ``minimal_seg.functional``: this file *is* the
-convolution. Check your work (a table of checks; exit code 1 if one fails)::
+convolution. The autograder reads your imports first and refuses a file
+that uses the library's op, torch or the solutions. Check your work (a table of checks; exit code 1 if one fails)::
 
     python -m minimal_seg check a1 --impl a1_conv_im2col.py
 

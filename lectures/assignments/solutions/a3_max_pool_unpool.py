@@ -25,7 +25,8 @@ positions in one (H, W) plane, ``h*W + w``, exactly what
 ``torch.nn.functional.max_pool2d(..., return_indices=True)`` returns.
 
 Use NumPy through ``xp = array_module(x)``, and nothing from
-``minimal_seg.functional``. Check your work with
+``minimal_seg.functional`` (the autograder refuses a file that imports
+it, or torch). Check your work with
 ``python -m minimal_seg check a3 --impl a3_max_pool_unpool.py``.
 """
 from __future__ import annotations

@@ -23,9 +23,11 @@ A layer of a stack is a tuple (kernel, stride, dilation) along one axis;
 a 2x2 max pool with stride 2 counts as (2, 2, 1).
 
 Use NumPy through ``xp = array_module(x)``; measure_receptive_field builds
-its layers from ``minimal_seg.nn`` (the backward pass of Conv2d is given:
-the receptive field is a property of the layer shapes, so any correct
-convolution measures it). Nothing else from ``minimal_seg.functional``.
+its layers as ``nn.Conv2d`` (the backward pass of Conv2d is given: the
+receptive field is a property of the layer shapes, so any correct
+convolution measures it). Nothing else from ``minimal_seg``, and nn.Conv2d
+nowhere but in measure_receptive_field: the autograder refuses a file that
+breaks this rule.
 Check your work with ``python -m minimal_seg check a4 --impl a4_dilated_conv.py``.
 """
 from __future__ import annotations
@@ -120,7 +122,9 @@ def measure_receptive_field(layers, size=64):
        per layer, with every weight set to 1 (``conv.params["w"][...] = 1``), so no
        tap can cancel another;
     2. forward a zeros image (1, 1, size, size) through them (the stack is linear,
-       so the gradient does not depend on the image);
+       so the gradient does not depend on the image). Make it, and dout, with
+       ``xp = array_module(convs[0].params["w"])``: the layers live on the current
+       backend (NumPy, or CuPy on a GPU), and the image must live there too;
     3. dout = zeros of the output's shape with a 1 at the centre pixel (OH // 2, OW // 2);
        backward through the layers in reverse order;
     4. r = last - first + 1 over the rows of dx that hold a nonzero entry.
@@ -132,14 +136,15 @@ def measure_receptive_field(layers, size=64):
     convs = [nn.Conv2d(1, 1, k, stride=s, dilation=d, bias=False, dtype=numpy.float64) for k, s, d in layers]
     for conv in convs:
         conv.params["w"][...] = 1
-    out = numpy.zeros((1, 1, size, size))
+    xp = array_module(convs[0].params["w"])
+    out = xp.zeros((1, 1, size, size))
     for conv in convs:
         out = conv.forward(out)
-    grad = numpy.zeros_like(out)
+    grad = xp.zeros_like(out)
     grad[0, 0, out.shape[2] // 2, out.shape[3] // 2] = 1
     for conv in reversed(convs):
         grad = conv.backward(grad)
     footprint = grad[0, 0]
-    rows = numpy.flatnonzero(numpy.abs(footprint).sum(axis=1))
+    rows = xp.flatnonzero(xp.abs(footprint).sum(axis=1))
     return int(rows[-1] - rows[0] + 1), footprint
     # ===== END SOLUTION =====

@@ -1,0 +1,99 @@
+"""Grade a class: a folder of submissions in, a CSV gradebook out.
+
+    python -m minimal_seg check all --submissions SUBMISSIONS --gradebook grades.csv [--held-out FOLDER]
+
+SUBMISSIONS holds one folder per student, named after the student, with
+their files under the names the assignments give them::
+
+    SUBMISSIONS/
+      alice/a1_conv_im2col.py  alice/a2_transposed_conv.py ...
+      bob/a1_conv_im2col.py ...
+
+The gradebook has one row per student and, per assignment, one column per
+check (1 passed, 0 not), the number passed (``a1 score``) and a note (a
+missing file, a file that was not graded and why, stubs still standing);
+``total`` sums the scores. Held-out checks (``held_out``, a teacher's folder,
+see ``minimal_seg.assignments.check``) get columns of their own, titled
+"held-out: ...".
+
+Every file is judged exactly as ``check`` judges it (imports first, then
+the checks) in this process: run it on files you are willing to execute.
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from . import check, get_assignment
+
+
+def _columns(assignment, checklist) -> list[str]:
+    return [f"{assignment.name} {n}. {c.title}" for n, c in enumerate(checklist.checks, 1)] + \
+        [f"{assignment.name} score", f"{assignment.name} note"]
+
+
+def _note(result) -> str:
+    if result.rejected:
+        return f"not graded ({result.rejected_where}): {result.rejected}"
+    todo = sum(r.status == "TODO" for r in result.results)
+    return f"{todo} check(s) wait for code not written yet" if todo else ""
+
+
+def grade_student(folder: Path, assignments, held_out=None) -> dict:
+    """One row of the gradebook: the student's files in ``folder`` graded on every assignment."""
+    row = {"student": folder.name}
+    total = 0
+    for a in assignments:
+        checklist = a.checklist(held_out)
+        columns = _columns(a, checklist)
+        path = folder / a.filename
+        if not path.is_file():
+            row.update({c: 0 for c in columns[:-1]})
+            row[columns[-1]] = f"missing: no {a.filename}"
+            continue
+        result = check(a.name, impl=path, verbose=False, held_out=held_out)
+        row.update({c: int(r.passed) for c, r in zip(columns, result.results)})
+        row[columns[-2]] = result.score
+        row[columns[-1]] = _note(result)
+        total += result.score
+    row["total"] = total
+    return row
+
+
+def grade_submissions(submissions, assignments=("all",), held_out=None, gradebook=None) -> list[dict]:
+    """Grade every student folder of ``submissions``; write the CSV ``gradebook`` (when given); return the rows.
+
+    assignments  names ("a1", ...) or ("all",)
+    """
+    submissions = Path(submissions)
+    if not submissions.is_dir():
+        raise FileNotFoundError(f"--submissions: no such folder: {submissions}")
+    from . import ASSIGNMENTS
+
+    chosen = list(ASSIGNMENTS.values()) if "all" in assignments else [get_assignment(n) for n in assignments]
+    students = sorted(p for p in submissions.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+    if not students:
+        raise FileNotFoundError(f"--submissions: {submissions} holds no student folders (one folder per student)")
+    rows = [grade_student(folder, chosen, held_out) for folder in students]
+    if gradebook is not None:
+        header = ["student"] + [c for a in chosen for c in _columns(a, a.checklist(held_out))] + ["total"]
+        with open(gradebook, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=header)
+            writer.writeheader()
+            writer.writerows(rows)
+    return rows
+
+
+def summary(rows, assignments) -> str:
+    """One line per student: the score of every assignment, and the notes."""
+    lines = []
+    for row in rows:
+        parts = []
+        for name in assignments:
+            score = row[f"{name} score"]
+            of = sum(1 for key in row if key.startswith(f"{name} ") and key.split(" ")[1][:-1].isdigit())
+            note = row[f"{name} note"]
+            parts.append(f"{name} {score}/{of}" + (f" ({note[:100]}{'...' if len(note) > 100 else ''})"
+                                                   if note else ""))
+        lines.append(f"{row['student']}: " + ", ".join(parts) + f"; total {row['total']}")
+    return "\n".join(lines)
