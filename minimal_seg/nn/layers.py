@@ -48,8 +48,8 @@ class ConvTranspose2d(Layer):
     Kaiming init uses the number of inputs one output pixel sums over,
     fan_in = C_in*KH*KW / (SH*SW). The bilinear init (FCN paper) puts
     ``bilinear_kernel(kernel_size)`` on the channel diagonal w[c, c] and zeros
-    elsewhere, so with kernel 2s, stride s, padding s//2 it upsamples every
-    channel by s bilinearly.
+    elsewhere, so with kernel 2s - s%2, stride s, padding s//2 it upsamples
+    every channel by s bilinearly (away from a border of s//2 pixels).
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0,
