@@ -4,7 +4,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from minimal_seg.backend import array_module
+from minimal_seg.backend import array_module, to_numpy
 from minimal_seg.data import (
     Compose,
     MNISTCanvas,
@@ -266,7 +266,7 @@ def _indexed_arrays(n=23, c=2, h=8, w=8):
 
 
 def _epoch_ids(data, **kw):
-    return [np.asarray(m)[:, 0, 0].tolist() for _, m in batches(data, **kw)]
+    return [to_numpy(m)[:, 0, 0].tolist() for _, m in batches(data, **kw)]
 
 
 def test_batches_cover_the_dataset_once_per_epoch(xp):
@@ -284,6 +284,13 @@ def test_batches_on_current_backend_with_dtypes(xp):
     assert images.shape == (4, 2, 8, 8) and masks.shape == (4, 8, 8)
     # the image still belongs to its mask after gathering
     assert bool((images[:, 0] == masks).all())
+
+
+def test_batches_take_a_pair_that_lives_on_the_device(xp):
+    images, masks = _indexed_arrays()
+    on_device = (xp.asarray(images), xp.asarray(masks))
+    assert array_module(on_device[0]) is xp
+    assert _epoch_ids(on_device, batch_size=5, seed=3) == _epoch_ids((images, masks), batch_size=5, seed=3)
 
 
 def test_batches_deterministic_by_seed_and_epoch():
@@ -308,20 +315,20 @@ def test_batches_crop_and_transform_keep_alignment():
     seen = 0
     for (images, masks), (again, _) in zip(batches(data, **kw), batches(data, **kw)):
         assert images.shape[1:] == (1, 20, 20) and masks.shape[1:] == (20, 20)
-        np.testing.assert_array_equal(images, again)
+        np.testing.assert_array_equal(to_numpy(images), to_numpy(again))
         seen += len(images)
     assert seen == 10
     # alignment: with a derived image the crop + transform keep image[0] == mask
     derived = (data.masks[:, None].astype(np.float32), data.masks)
     for images, masks in batches(derived, **kw):
-        np.testing.assert_array_equal(images[:, 0], masks)
+        np.testing.assert_array_equal(to_numpy(images[:, 0]), to_numpy(masks))
 
 
 def test_whole_images_without_crop():
     data = Shapes(3, image_size=(24, 40), seed=0)
     images, masks = next(batches(data, 3, shuffle=False))
-    np.testing.assert_array_equal(images, data.images)
-    np.testing.assert_array_equal(masks, data.masks)
+    np.testing.assert_array_equal(to_numpy(images), data.images)
+    np.testing.assert_array_equal(to_numpy(masks), data.masks)
 
 
 def test_batches_rejects_bad_input():
