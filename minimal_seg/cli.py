@@ -8,6 +8,7 @@
     bench       time conv/pool ops and a U-Net training step against PyTorch (JSON + PNG)
     check       autograde an assignment: python -m minimal_seg check a1 --impl my_a1.py
     make-student OUT_DIR   write the student version of the assignments
+    gpu-check   verify the CuPy backend on a GPU in one go (see minimal_seg.gpu_check)
 """
 from __future__ import annotations
 
@@ -242,6 +243,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_gradcheck)
     _add_assignment_commands(sub)
     _add_bench_command(sub)
+    from . import gpu_check
+
+    p = sub.add_parser("gpu-check", help="verify the CuPy backend on a GPU: tests, training, bench (one folder)")
+    gpu_check.add_arguments(p)
+    p.set_defaults(func=gpu_check.run)
     return parser
 
 

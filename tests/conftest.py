@@ -38,6 +38,15 @@ def pytest_report_header(config):
     return f"minimal_seg default backend: {backend.get_backend()}"
 
 
+@pytest.fixture(autouse=True)
+def _keep_the_default_backend():
+    """A test that switches the backend (``cli.main([..., "--backend", "numpy"])``) does not leak it."""
+    name = backend.get_backend()
+    yield
+    if backend.get_backend() != name:
+        backend.set_backend(name)
+
+
 @pytest.fixture(params=XP_BACKENDS)
 def xp(request):
     name = request.param

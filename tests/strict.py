@@ -21,7 +21,8 @@ allowed (as on CuPy)
 like CuPy, unlike NumPy
     reductions and integer indexing give 0-d strict arrays, not NumPy
     scalars; ``arange`` casts ``start`` and ``step`` into ``dtype``
-    (``arange(5, 0, -1, dtype=uint8)`` raises OverflowError).
+    (``arange(5, 0, -1, dtype=uint8)`` raises OverflowError); ``argsort``
+    and ``sort`` are always stable.
 
 Everything else is NumPy's: the numbers, dtype rules and error messages of
 the ops themselves. ``register()`` makes this module the backend "strict" of
@@ -97,6 +98,8 @@ class ndarray:  # noqa: N801 (named like numpy.ndarray and cupy.ndarray)
         return result
 
     def __array_function__(self, func, types, args, kwargs):
+        if func in (np.argsort, np.sort):  # CuPy dispatches to its own, stable ones
+            kwargs = {**kwargs, "kind": "stable"}
         return _call(func, args, kwargs, f"numpy.{func.__name__}")
 
     def __getattr__(self, name):
@@ -111,6 +114,9 @@ class ndarray:  # noqa: N801 (named like numpy.ndarray and cupy.ndarray)
         if isinstance(value, np.ndarray) and value.ndim:
             raise ValueError("non-scalar numpy.ndarray cannot be used for fill (as on CuPy)")
         self._a.fill(value._a if type(value) is ndarray else value)
+
+    def argsort(self, axis=-1, kind=None):
+        return argsort(self, axis)
 
     def __getitem__(self, key):
         return _wrap(self._a[_unwrap_index(key)])
@@ -215,6 +221,16 @@ def arange(start, stop=None, step=1, dtype=None):
     return ndarray(np.arange(start, stop, step, dtype=dtype))
 
 
+def argsort(a, axis=-1, kind=None):
+    """Always stable, as CuPy's argsort is (NumPy's default quicksort is not)."""
+    return ndarray(np.argsort(_unwrap(a, "strict.argsort"), axis=axis, kind="stable"))
+
+
+def sort(a, axis=-1, kind=None):
+    """Always stable, as CuPy's sort is."""
+    return ndarray(np.sort(_unwrap(a, "strict.sort"), axis=axis, kind="stable"))
+
+
 class _Module(types.ModuleType):
     """numpy's namespace, every function wrapped by ``_Function``; types, dtypes and constants as they are."""
 
@@ -239,6 +255,8 @@ class _StrictNamespace(_Module):
     asarray = staticmethod(asarray)
     array = staticmethod(array)
     arange = staticmethod(arange)
+    argsort = staticmethod(argsort)
+    sort = staticmethod(sort)
 
 
 module = _StrictNamespace("strict", np)
