@@ -13,6 +13,7 @@ from minimal_seg.data import (
     RandomHorizontalFlip,
     RandomRot90,
     RandomVerticalFlip,
+    SegmentationDataset,
     Shapes,
     batches,
     crop,
@@ -201,6 +202,23 @@ def test_flips_and_rotations_keep_the_label_counts(transform):
     _, out = transform(image, mask, rng)
     for before, after in zip(mask, out):
         np.testing.assert_array_equal(np.bincount(before.ravel(), minlength=4), np.bincount(after.ravel(), minlength=4))
+
+
+@pytest.mark.parametrize("transform", TRANSFORMS[3:], ids=repr)
+def test_transforms_run_where_the_arrays_live(xp, transform):
+    image, mask = _labelled_pair(np.random.default_rng(0), batch=3)
+    out_image, out_mask = transform(xp.asarray(image), xp.asarray(mask), np.random.default_rng(1))
+    assert array_module(out_image) is xp and array_module(out_mask) is xp
+    host = transform(image, mask, np.random.default_rng(1))  # the same draws on the host
+    np.testing.assert_array_equal(to_numpy(out_image), host[0])
+    np.testing.assert_array_equal(to_numpy(out_mask), host[1])
+
+
+def test_a_dataset_handed_device_arrays_keeps_them_on_the_host(xp):
+    images, masks = _indexed_arrays(n=3)
+    data = SegmentationDataset(xp.asarray(images), xp.asarray(masks), ["a", "b", "c"])
+    assert type(data.images) is np.ndarray and type(data.masks) is np.ndarray
+    np.testing.assert_array_equal(data.masks, masks)
 
 
 def test_batched_transform_draws_per_sample():
