@@ -57,10 +57,13 @@ class Step:
 
 def _pytest(out: pathlib.Path, name: str) -> list:
     """The test-suite command: notebooks left out, parallel when pytest-xdist is installed, a JUnit record."""
-    workers = ["-n", str(min(8, os.cpu_count() or 1))] if importlib.util.find_spec("xdist") else []
+    workers = ["-n", str(min(12, os.cpu_count() or 1))] if importlib.util.find_spec("xdist") else []
     return [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *workers,
             f"--ignore={ROOT / 'tests' / 'test_notebooks.py'}", f"--junitxml={out / (name + '.xml')}",
             str(ROOT / "tests")]
+
+
+ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # per test worker
 
 
 def default_steps(out: pathlib.Path) -> list:
@@ -68,8 +71,8 @@ def default_steps(out: pathlib.Path) -> list:
     cli = [sys.executable, "-m", "minimal_seg"]
     checkpoint = str(out / "train" / "checkpoint.npz")
     return [
-        Step("tests-xp", _pytest(out, "tests-xp"), 150, {"MINIMAL_SEG_BACKEND": "numpy"}),
-        Step("tests-cupy", _pytest(out, "tests-cupy"), 150, {"MINIMAL_SEG_BACKEND": "cupy"}),
+        Step("tests-xp", _pytest(out, "tests-xp"), 150, {"MINIMAL_SEG_BACKEND": "numpy", **ONE_THREAD}),
+        Step("tests-cupy", _pytest(out, "tests-cupy"), 150, {"MINIMAL_SEG_BACKEND": "cupy", **ONE_THREAD}),
         Step("gradcheck", cli + ["gradcheck", "--backend", "cupy"], 60),
         Step("train", cli + ["train", "--backend", "cupy", "--no-progress", "--out", str(out / "train")], 90),
         Step("compare", cli + ["compare", "--epochs", "1", "--backend", "cupy", "--no-progress",

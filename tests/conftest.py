@@ -28,10 +28,14 @@ def pytest_addoption(parser):
                           "MINIMAL_SEG_BACKEND or numpy)")
 
 
+DEFAULT_BACKEND = pytest.StashKey[str]()
+
+
 def pytest_configure(config):
     name = config.getoption("--backend")
     if name:
         backend.set_backend(name)
+    config.stash[DEFAULT_BACKEND] = backend.get_backend()
 
 
 def pytest_report_header(config):
@@ -39,12 +43,18 @@ def pytest_report_header(config):
 
 
 @pytest.fixture(autouse=True)
-def _keep_the_default_backend():
-    """A test that switches the backend (``cli.main([..., "--backend", "numpy"])``) does not leak it."""
-    name = backend.get_backend()
+def _default_backend(request):
+    """Every test starts on the run's default backend, and does not leak another one.
+
+    ``train(config)`` switches to ``config.backend`` and ``cli.main([..., "--backend", "numpy"])``
+    does too, also from module-scoped fixtures, which run before this one.
+    """
+    default = request.config.stash[DEFAULT_BACKEND]
+    if backend.get_backend() != default:
+        backend.set_backend(default)
     yield
-    if backend.get_backend() != name:
-        backend.set_backend(name)
+    if backend.get_backend() != default:
+        backend.set_backend(default)
 
 
 @pytest.fixture(params=XP_BACKENDS)

@@ -94,7 +94,7 @@ def test_junit_counts_go_into_the_detail(tmp_path):
 def test_the_default_steps_cover_the_issue():
     steps = {s.name: s for s in gpu_check.default_steps(gpu_check.ROOT / "runs" / "x")}
     assert list(steps) == ["tests-xp", "tests-cupy", "gradcheck", "train", "compare", "evaluate", "predict", "bench"]
-    assert steps["tests-cupy"].env == {"MINIMAL_SEG_BACKEND": "cupy"}
+    assert steps["tests-cupy"].env["MINIMAL_SEG_BACKEND"] == "cupy" and steps["tests-xp"].env["MINIMAL_SEG_BACKEND"] == "numpy"
     assert any("test_notebooks.py" in a for a in steps["tests-xp"].argv)
     assert all(s.argv[s.argv.index("--backend") + 1] == "cupy" for s in steps.values() if "--backend" in s.argv)
     assert "--crf" in steps["evaluate"].argv and steps["compare"].argv[steps["compare"].argv.index("--epochs") + 1] == "1"
