@@ -2,7 +2,7 @@
 
 (The same as ``python -m minimal_seg gpu-check``.) Run it from a checkout of
 the repository, on a machine with an NVIDIA GPU and CuPy. Each step is a
-subprocess with a time limit; its output goes to ``DIR/STEP.log``:
+subprocess with a time limit; its output goes to ``DIR/STEP.log``::
 
     tests-xp     the test suite (notebooks left out): the ``xp`` fixture runs
                  every backend test on numpy, strict and cupy

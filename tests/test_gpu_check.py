@@ -103,3 +103,12 @@ def test_the_default_steps_cover_the_issue():
     for s in steps.values():
         if s.argv[1:3] == ["-m", "minimal_seg"]:
             cli.build_parser().parse_args(s.argv[3:])
+
+
+def test_the_picture_for_predict_reads_back_as_a_model_input(tmp_path):
+    import matplotlib.image
+    import numpy as np
+
+    gpu_check._write_picture(tmp_path / "picture.png")
+    picture = np.asarray(matplotlib.image.imread(tmp_path / "picture.png"), dtype=np.float64)
+    assert cli._to_model_input(picture, 1, "shapes").shape == (1, 1, 64, 64)
