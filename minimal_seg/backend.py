@@ -14,6 +14,10 @@ The current backend is ``numpy`` unless the environment variable
 
 Moving data between host and device is always explicit: ``to_numpy(x)``
 brings an array to the host, ``asarray(x)`` sends it to the current backend.
+
+``register_backend`` adds a backend under a new name; the tests use it for
+"strict" (tests/strict.py), a CPU stand-in for CuPy whose arrays are not
+NumPy arrays, so that host/device mixing fails in CI as it does on a GPU.
 """
 from __future__ import annotations
 
@@ -60,9 +64,27 @@ def cupy_available() -> bool:
     return True
 
 
+_registered = {}  # name -> array module, added by register_backend
+
+
+def register_backend(name: str, module) -> None:
+    """Make ``module`` usable as backend ``name``; its arrays are ``module.ndarray`` instances.
+
+    A testing facility: tests/conftest.py registers "strict" (tests/strict.py),
+    a numpy-like module whose arrays refuse implicit host conversions as
+    CuPy's do. ``array_module`` then returns ``module`` for its arrays, and
+    ``set_backend(name)`` / ``use_backend(name)`` select it.
+    """
+    if name in BACKENDS:
+        raise ValueError(f"{name!r} is a built-in backend")
+    _registered[name] = module
+
+
 def _module_for(name: str):
+    if name in _registered:
+        return _registered[name]
     if name not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {name!r}")
+        raise ValueError(f"backend must be one of {BACKENDS + tuple(_registered)}, got {name!r}")
     return numpy if name == "numpy" else _import_cupy()
 
 
@@ -72,12 +94,12 @@ if _current not in BACKENDS:
 
 
 def get_backend() -> str:
-    """Name of the current backend: ``"numpy"`` or ``"cupy"``."""
+    """Name of the current backend: ``"numpy"`` or ``"cupy"`` (or a registered one)."""
     return _current
 
 
 def set_backend(name: str) -> None:
-    """Make ``name`` ("numpy" or "cupy") the backend new arrays are created on."""
+    """Make ``name`` ("numpy", "cupy" or a registered one) the backend new arrays are created on."""
     global _current
     _module_for(name)  # fail here, with the install hint, not later
     _current = name
@@ -102,17 +124,21 @@ def get_xp():
 def array_module(x):
     """The array module that owns ``x``: cupy for a CuPy array, else numpy.
 
-    Ops call this on their input so they run where the input lives.
+    Ops call this on their input so they run where the input lives. (An
+    array of a registered backend gets that backend's module.)
     """
     if type(x).__module__.split(".")[0] == "cupy":
         import cupy
 
         return cupy
+    for module in _registered.values():
+        if isinstance(x, module.ndarray):
+            return module
     return numpy
 
 
 def is_device_array(x) -> bool:
-    """True for a CuPy (GPU) array."""
+    """True for a CuPy (GPU) array (or one of a registered backend)."""
     return array_module(x) is not numpy
 
 

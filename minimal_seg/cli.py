@@ -9,6 +9,7 @@
     check       autograde an assignment: python -m minimal_seg check a1 --impl my_a1.py;
                 a class: check all --submissions DIR --gradebook grades.csv [--held-out DIR]
     make-student OUT_DIR   write the student version of the assignments (from a checkout)
+    gpu-check   verify the CuPy backend on a GPU in one go (see minimal_seg.gpu_check)
 """
 from __future__ import annotations
 
@@ -308,6 +309,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_gradcheck)
     _add_assignment_commands(sub)
     _add_bench_command(sub)
+    from . import gpu_check
+
+    p = sub.add_parser("gpu-check", help="verify the CuPy backend on a GPU: tests, training, bench (one folder)")
+    gpu_check.add_arguments(p)
+    p.set_defaults(func=gpu_check.run)
     return parser
 
 

@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 
 from minimal_seg import backend
+from minimal_seg.functional.common import check_same_module
 
 
 def test_default_is_numpy():
-    assert backend.get_backend() in backend.BACKENDS
+    assert backend.get_backend() in (*backend.BACKENDS, "strict")  # strict: pytest --backend strict
     with backend.use_backend("numpy") as xp:
         assert xp is np
         assert backend.get_xp() is np
@@ -36,9 +37,10 @@ def test_array_module_follows_the_array(xp):
 def test_cupy_missing_gives_one_clear_error():
     if backend.cupy_available():
         pytest.skip("CuPy works here")
+    before = backend.get_backend()
     with pytest.raises(backend.BackendUnavailableError, match="pip install cupy-cuda12x"):
         backend.set_backend("cupy")
-    assert backend.get_backend() == "numpy"
+    assert backend.get_backend() == before
 
 
 def test_env_variable_selects_backend(tmp_path):
@@ -52,3 +54,74 @@ def test_env_variable_selects_backend(tmp_path):
     bad = subprocess.run([sys.executable, "-c", code], env={"MINIMAL_SEG_BACKEND": "tpu", "PATH": ""},
                          capture_output=True, text=True)
     assert bad.returncode != 0 and "MINIMAL_SEG_BACKEND must be one of" in bad.stderr
+
+
+# ------------------------------------------------------------------ the "strict" test backend (tests/strict.py)
+
+def test_strict_arrays_are_a_backend_of_their_own():
+    xp = backend._module_for("strict")
+    host = np.arange(6.0).reshape(2, 3)
+    a = xp.asarray(host)
+    assert not isinstance(a, np.ndarray) and backend.array_module(a) is xp and backend.is_device_array(a)
+    host[0, 0] = 99.0  # asarray is a copy, as host -> device is
+    back = backend.to_numpy(a)
+    assert type(back) is np.ndarray and back.tolist() == [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]
+    with backend.use_backend("strict"):
+        assert backend.array_module(backend.asarray(host)) is xp
+    with backend.use_backend("numpy"):
+        assert backend.array_module(backend.asarray(a)) is np  # back to the host, explicitly
+
+
+def _refused_mixes(xp, a, n):
+    """What CuPy refuses with a TypeError: implicit host conversions and host/device mixing."""
+    def assign():
+        a[0] = n[0]
+
+    return {
+        "np.asarray": lambda: np.asarray(a),
+        "np.testing": lambda: np.testing.assert_array_equal(a, n),
+        "device + host": lambda: a + n,
+        "host * device": lambda: n * a,
+        "numpy ufunc": lambda: np.maximum(n, a),
+        "xp function": lambda: xp.concatenate([a, n]),
+        "xp.where": lambda: xp.where(n > 0, a, 0.0),
+        "setitem": assign,
+        "check_same_module": lambda: check_same_module("x", a, "w", n),
+    }
+
+
+@pytest.mark.parametrize("case", list(_refused_mixes(np, None, None)))
+def test_strict_refuses_what_cupy_refuses(case):
+    xp = backend._module_for("strict")
+    host = np.ones((2, 3))
+    with pytest.raises(TypeError, match="strict"):
+        _refused_mixes(xp, xp.asarray(host), host)[case]()
+    _refused_mixes(np, host.copy(), host)[case]()  # the same code with NumPy arrays raises nothing
+
+
+def test_strict_allows_what_cupy_allows():
+    xp = backend._module_for("strict")
+    a = xp.asarray(np.arange(6.0).reshape(2, 3))
+    total = a.sum()
+    assert backend.array_module(total) is xp and total.shape == ()  # 0-d, not a NumPy scalar
+    assert float(total) == 15.0 and int(a[1, 2]) == 5 and a.max().item() == 5.0 and f"{total:.1f}" == "15.0"
+    b = (a * np.float32(2.0) + 1) ** 2
+    b[np.array([0])] = a[1]  # NumPy arrays as indices are fine
+    b += a
+    assert b.tolist() == [[3.0, 5.0, 7.0], [52.0, 85.0, 126.0]]
+    assert np.mean(a).item() == 2.5  # NumPy functions dispatch to the strict module
+
+
+def test_strict_arange_casts_start_and_step_like_cupy():
+    xp = backend._module_for("strict")
+    with pytest.raises(OverflowError):
+        xp.arange(4, 0, -1, dtype=xp.uint8)  # the bug CuPy found in pool._first_max
+    assert xp.arange(4, 0, -1, dtype=xp.int32).astype(xp.uint8).tolist() == [4, 3, 2, 1]
+    assert np.arange(4, 0, -1, dtype=np.uint8).tolist() == [4, 3, 2, 1]  # NumPy lets it through
+
+
+def test_register_backend_keeps_the_built_in_names():
+    with pytest.raises(ValueError, match="built-in"):
+        backend.register_backend("cupy", np)
+    with pytest.raises(ValueError, match="strict"):
+        backend.set_backend("tpu")

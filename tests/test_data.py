@@ -4,7 +4,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from minimal_seg.backend import array_module
+from minimal_seg.backend import array_module, to_numpy
 from minimal_seg.data import (
     Compose,
     MNISTCanvas,
@@ -13,6 +13,7 @@ from minimal_seg.data import (
     RandomHorizontalFlip,
     RandomRot90,
     RandomVerticalFlip,
+    SegmentationDataset,
     Shapes,
     batches,
     crop,
@@ -203,6 +204,23 @@ def test_flips_and_rotations_keep_the_label_counts(transform):
         np.testing.assert_array_equal(np.bincount(before.ravel(), minlength=4), np.bincount(after.ravel(), minlength=4))
 
 
+@pytest.mark.parametrize("transform", TRANSFORMS[3:], ids=repr)
+def test_transforms_run_where_the_arrays_live(xp, transform):
+    image, mask = _labelled_pair(np.random.default_rng(0), batch=3)
+    out_image, out_mask = transform(xp.asarray(image), xp.asarray(mask), np.random.default_rng(1))
+    assert array_module(out_image) is xp and array_module(out_mask) is xp
+    host = transform(image, mask, np.random.default_rng(1))  # the same draws on the host
+    np.testing.assert_array_equal(to_numpy(out_image), host[0])
+    np.testing.assert_array_equal(to_numpy(out_mask), host[1])
+
+
+def test_a_dataset_handed_device_arrays_keeps_them_on_the_host(xp):
+    images, masks = _indexed_arrays(n=3)
+    data = SegmentationDataset(xp.asarray(images), xp.asarray(masks), ["a", "b", "c"])
+    assert type(data.images) is np.ndarray and type(data.masks) is np.ndarray
+    np.testing.assert_array_equal(data.masks, masks)
+
+
 def test_batched_transform_draws_per_sample():
     rng = np.random.default_rng(0)
     image, mask = _labelled_pair(rng, batch=32)
@@ -266,7 +284,7 @@ def _indexed_arrays(n=23, c=2, h=8, w=8):
 
 
 def _epoch_ids(data, **kw):
-    return [np.asarray(m)[:, 0, 0].tolist() for _, m in batches(data, **kw)]
+    return [to_numpy(m)[:, 0, 0].tolist() for _, m in batches(data, **kw)]
 
 
 def test_batches_cover_the_dataset_once_per_epoch(xp):
@@ -284,6 +302,13 @@ def test_batches_on_current_backend_with_dtypes(xp):
     assert images.shape == (4, 2, 8, 8) and masks.shape == (4, 8, 8)
     # the image still belongs to its mask after gathering
     assert bool((images[:, 0] == masks).all())
+
+
+def test_batches_take_a_pair_that_lives_on_the_device(xp):
+    images, masks = _indexed_arrays()
+    on_device = (xp.asarray(images), xp.asarray(masks))
+    assert array_module(on_device[0]) is xp
+    assert _epoch_ids(on_device, batch_size=5, seed=3) == _epoch_ids((images, masks), batch_size=5, seed=3)
 
 
 def test_batches_deterministic_by_seed_and_epoch():
@@ -308,20 +333,20 @@ def test_batches_crop_and_transform_keep_alignment():
     seen = 0
     for (images, masks), (again, _) in zip(batches(data, **kw), batches(data, **kw)):
         assert images.shape[1:] == (1, 20, 20) and masks.shape[1:] == (20, 20)
-        np.testing.assert_array_equal(images, again)
+        np.testing.assert_array_equal(to_numpy(images), to_numpy(again))
         seen += len(images)
     assert seen == 10
     # alignment: with a derived image the crop + transform keep image[0] == mask
     derived = (data.masks[:, None].astype(np.float32), data.masks)
     for images, masks in batches(derived, **kw):
-        np.testing.assert_array_equal(images[:, 0], masks)
+        np.testing.assert_array_equal(to_numpy(images[:, 0]), to_numpy(masks))
 
 
 def test_whole_images_without_crop():
     data = Shapes(3, image_size=(24, 40), seed=0)
     images, masks = next(batches(data, 3, shuffle=False))
-    np.testing.assert_array_equal(images, data.images)
-    np.testing.assert_array_equal(masks, data.masks)
+    np.testing.assert_array_equal(to_numpy(images), data.images)
+    np.testing.assert_array_equal(to_numpy(masks), data.masks)
 
 
 def test_batches_rejects_bad_input():

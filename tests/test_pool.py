@@ -80,6 +80,17 @@ def test_max_pool_ties_go_to_first_index(xp):
     np.testing.assert_array_equal(dx, [[1, 0, 1, 0], [0, 0, 0, 0], [1, 0, 1, 0], [0, 0, 0, 0]])
 
 
+@pytest.mark.parametrize("kernel", [3, 16, 17])  # KH*KW = 9 and 256 (the uint8 and int32 scores) and 289
+def test_window_argmax_is_the_first_max_of_each_window(xp, rng, kernel):
+    """_first_max against argmax over each window, row-major (ties: first; NaN: first), for small and large windows."""
+    x = rng.integers(0, 3, (2, 2, 2 * kernel, 2 * kernel)).astype(np.float64)  # many ties
+    x[0, 0, 1, 1] = np.nan
+    _, cache = max_pool2d_forward(xp.asarray(x), kernel)
+    windows = x.reshape(2, 2, 2, kernel, 2, kernel).transpose(0, 1, 2, 4, 3, 5).reshape(2, 2, 2, 2, -1)
+    assert cache.window_argmax.dtype == (np.uint8 if kernel * kernel < 256 else np.int32)
+    np.testing.assert_array_equal(to_numpy(cache.window_argmax), windows.argmax(axis=-1))
+
+
 def test_max_pool_padding_is_minus_infinity(xp):
     """All-negative input: a zero-padded pool would return 0 at the border; -inf padding never wins."""
     x = xp.asarray(-1.0 - np.arange(9, dtype=np.float64).reshape(1, 1, 3, 3))

@@ -10,7 +10,7 @@ import pytest
 from helpers import TOL, assert_close, dot, rand, to_torch, torch_or_skip
 
 from minimal_seg import nn
-from minimal_seg.backend import to_numpy
+from minimal_seg.backend import asarray, to_numpy
 from minimal_seg.classical.sliding_window import FCClassifier, accuracy, fc_to_conv, heatmap_to_mask, linear_to_conv
 from minimal_seg.classical.sliding_window import sliding_window_heatmap, train_classifier, window_crops
 from minimal_seg.functional.linear import flatten_backward, flatten_forward, linear_backward, linear_forward
@@ -194,7 +194,7 @@ def test_trained_classifier_and_its_one_pass_heatmap():
     test_crops, test_labels = window_crops(*_discs(10, 32, seed=5), window=12, count=400, seed=2)
     acc = accuracy(classifier, test_crops, test_labels)
     assert acc > 0.85, acc
-    image = _discs(1, 36, seed=9)[0][0]
+    image = asarray(_discs(1, 36, seed=9)[0][0])  # the classifier's parameters live on the current backend
     slow = sliding_window_heatmap(classifier, image, stride=4)
     fast = fc_to_conv(classifier).forward(image[None])[0]
     assert_close(fast, slow, np.float32, tol=TOL[np.float32])

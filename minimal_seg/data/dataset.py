@@ -13,16 +13,19 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..backend import to_numpy
+
 
 class SegmentationDataset:
     """Images (N, C, H, W) float32 and masks (N, H, W) int64, held on the host.
 
-    ``dataset[i]`` is the pair ``(image (C, H, W), mask (H, W))``.
+    ``dataset[i]`` is the pair ``(image (C, H, W), mask (H, W))``. Arrays
+    handed over on the device (CuPy) are copied to the host once, here.
     """
 
     def __init__(self, images, masks, class_names):
-        images = np.ascontiguousarray(images, dtype=np.float32)
-        masks = np.ascontiguousarray(masks, dtype=np.int64)
+        images = np.ascontiguousarray(to_numpy(images), dtype=np.float32)
+        masks = np.ascontiguousarray(to_numpy(masks), dtype=np.int64)
         if images.ndim != 4 or masks.ndim != 3:
             raise ValueError(f"need images (N, C, H, W) and masks (N, H, W), got {images.shape} and {masks.shape}")
         if images.shape[0] != masks.shape[0] or images.shape[2:] != masks.shape[1:]:

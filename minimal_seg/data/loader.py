@@ -17,18 +17,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from minimal_seg.backend import asarray
+from minimal_seg.backend import asarray, to_numpy
 
 from .transforms import RandomCrop
 
 
 def as_arrays(data):
-    """A dataset (with ``.images``/``.masks``) or an (images, masks) pair -> two host arrays."""
+    """A dataset (with ``.images``/``.masks``) or an (images, masks) pair -> two host arrays.
+
+    Arrays on the device (CuPy) are copied to the host once, here (``to_numpy``).
+    """
     if hasattr(data, "images") and hasattr(data, "masks"):
         images, masks = data.images, data.masks
     else:
         images, masks = data
-    images, masks = np.asarray(images), np.asarray(masks)
+    images, masks = to_numpy(images), to_numpy(masks)
     if images.ndim != 4 or masks.ndim != 3 or len(images) != len(masks):
         raise ValueError(f"need images (N, C, H, W) and masks (N, H, W), got {images.shape} and {masks.shape}")
     return images, masks
@@ -48,7 +51,8 @@ def batches(data, batch_size: int, shuffle: bool = True, seed: int = 0, epoch: i
             transform=None, crop_size=None, drop_last: bool = False):
     """Yield (images (B, C, h, w) float32, masks (B, h, w) int64) on the current backend.
 
-    data        a dataset or an (images (N, C, H, W), masks (N, H, W)) pair of host arrays
+    data        a dataset or an (images (N, C, H, W), masks (N, H, W)) pair of arrays
+                (host arrays; device arrays are brought to the host once)
     shuffle     visit the samples in a random order (else 0, 1, ..., N-1)
     seed, epoch seed the epoch's generator (order, crops, transform)
     transform   a paired transform ``t(images, masks, rng)`` (see ``transforms``)

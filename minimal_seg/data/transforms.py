@@ -8,8 +8,10 @@ explicit ``numpy.random.Generator``, on either
 
 Only flips, 90-degree rotations and crops are offered: they move pixels
 without creating new ones, so a mask is never interpolated and keeps
-exactly its set of labels. All work on host (NumPy) arrays, before a batch
-is sent to the device; the results may be views of the inputs.
+exactly its set of labels. ``batches`` applies them on the host, before a
+batch is sent to the device; on CuPy arrays they work too, on the device
+(``np.rot90`` and ``np.stack`` dispatch to CuPy). The results may be views
+of the inputs.
 
 The deterministic functions (``hflip``, ``vflip``, ``rot90``, ``crop``)
 act on the last two axes, so they accept a pair or a batch alike.

@@ -75,13 +75,15 @@ def _first_max(windows, out):
 
         k = KK - max_k(hit[k] * (KK - k))
 
-    uint8 (when KK < 256) keeps these passes small.
+    uint8 (when KK < 256) keeps these passes small. The scores KK, ..., 1 are
+    made in a signed type and then cast: CuPy casts arange's step -1 into
+    the dtype, which fails for uint8.
     """
     xp = array_module(windows)
     kk = windows.shape[0]
     hit = windows == out
     hit |= xp.isnan(windows)
-    score = xp.arange(kk, 0, -1, dtype=xp.uint8 if kk < 256 else xp.int32).reshape(kk, 1, 1, 1, 1)
+    score = xp.arange(kk, 0, -1, dtype=xp.int32).astype(xp.uint8 if kk < 256 else xp.int32).reshape(kk, 1, 1, 1, 1)
     return kk - (hit * score).max(axis=0)
 
 

@@ -1,0 +1,230 @@
+"""Check the CuPy backend on a GPU in one go: ``python -m minimal_seg.gpu_check [--out DIR]``.
+
+(The same as ``python -m minimal_seg gpu-check``.) Run it from a checkout of
+the repository, on a machine with an NVIDIA GPU and CuPy. Each step is a
+subprocess with a time limit; its output goes to ``DIR/STEP.log``::
+
+    tests-xp     the test suite (notebooks left out): the ``xp`` fixture runs
+                 every backend test on numpy, strict and cupy
+    tests-cupy   the suite again with MINIMAL_SEG_BACKEND=cupy: everything on
+                 the GPU, as a student with a GPU runs it
+    gradcheck    float64 gradient check of every op, on CuPy
+    train        the default training run (U-Net on Shapes), on CuPy
+    compare      every architecture for one epoch, on CuPy
+    evaluate     the trained checkpoint, with the dense CRF
+    predict      the trained checkpoint on a picture file
+    bench        the benchmark, on CuPy
+
+It writes ``summary.json`` and ``summary.md`` (device, driver, CUDA, CuPy,
+NumPy and Python versions, the commit, passed/failed and seconds per step)
+next to the logs, prints the summary last, and exits 1 if any step failed.
+The whole run is given a time budget (``--budget``, 470 s by default, to
+stay under 8 minutes); a step that would start after it is spent fails as
+"not run". Without a usable GPU it prints one line and exits 0, running
+nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import importlib.util
+import json
+import os
+import pathlib
+import platform
+import signal
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+
+from .backend import BackendUnavailableError, _import_cupy
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent  # the checkout: minimal_seg/ and tests/
+
+
+@dataclasses.dataclass
+class Step:
+    """One check: a command, its time limit (s), extra environment, and the step it needs to have passed."""
+
+    name: str
+    argv: list
+    timeout: float
+    env: dict = dataclasses.field(default_factory=dict)
+    needs: str | None = None
+
+
+def _pytest(out: pathlib.Path, name: str) -> list:
+    """The test-suite command: notebooks left out, parallel when pytest-xdist is installed, a JUnit record."""
+    workers = ["-n", str(min(12, os.cpu_count() or 1))] if importlib.util.find_spec("xdist") else []
+    return [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *workers,
+            f"--ignore={ROOT / 'tests' / 'test_notebooks.py'}", f"--junitxml={out / (name + '.xml')}",
+            str(ROOT / "tests")]
+
+
+ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # per test worker
+
+
+def default_steps(out: pathlib.Path) -> list:
+    """The eight checks of the module docstring, with their time limits (seconds)."""
+    cli = [sys.executable, "-m", "minimal_seg"]
+    checkpoint = str(out / "train" / "checkpoint.npz")
+    return [
+        Step("tests-xp", _pytest(out, "tests-xp"), 150, {"MINIMAL_SEG_BACKEND": "numpy", **ONE_THREAD}),
+        Step("tests-cupy", _pytest(out, "tests-cupy"), 150, {"MINIMAL_SEG_BACKEND": "cupy", **ONE_THREAD}),
+        Step("gradcheck", cli + ["gradcheck", "--backend", "cupy"], 60),
+        Step("train", cli + ["train", "--backend", "cupy", "--no-progress", "--out", str(out / "train")], 90),
+        Step("compare", cli + ["compare", "--epochs", "1", "--backend", "cupy", "--no-progress",
+                               "--out", str(out / "compare")], 120),
+        Step("evaluate", cli + ["evaluate", checkpoint, "--crf", "--backend", "cupy"], 60, needs="train"),
+        Step("predict", cli + ["predict", checkpoint, str(out / "picture.png"), "--out", str(out / "picture_mask.png"),
+                               "--backend", "cupy"], 30, needs="train"),
+        Step("bench", cli + ["bench", "--backend", "cupy", "--out", str(out / "bench")], 150),
+    ]
+
+
+def _junit_counts(path: pathlib.Path):
+    """(tests, failed, skipped) from a pytest JUnit XML file, or None if there is none."""
+    if not path.exists():
+        return None
+    suite = ET.parse(path).getroot()
+    suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
+    tests, failures, errors, skipped = (int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped"))
+    return tests, failures + errors, skipped
+
+
+def run_step(step: Step, out: pathlib.Path, time_left: float, results: dict) -> dict:
+    """Run one step (its own process group, killed at the time limit); its record for the summary."""
+    record = {"step": step.name, "command": " ".join(step.argv), "log": f"{step.name}.log"}
+    if step.needs and results.get(step.needs, {}).get("result") != "passed":
+        return {**record, "result": "not run", "seconds": 0.0, "detail": f"needs {step.needs}, which did not pass"}
+    if time_left < 5:
+        return {**record, "result": "not run", "seconds": 0.0, "detail": "the time budget is spent"}
+    limit = min(step.timeout, time_left)
+    env = {**os.environ, "MPLBACKEND": "Agg", **step.env,
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    start = time.perf_counter()
+    with open(out / record["log"], "w") as log:
+        log.write(f"$ {record['command']}\n")
+        log.flush()
+        proc = subprocess.Popen(step.argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        try:
+            code = proc.wait(timeout=limit)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            code = None
+    seconds = round(time.perf_counter() - start, 1)
+    result = "passed" if code == 0 else "failed"
+    detail = f"killed after its time limit of {limit:.0f} s" if code is None else f"exit status {code}"
+    counts = _junit_counts(out / f"{step.name}.xml")
+    if counts:
+        tests, failed, skipped = counts
+        detail = f"{tests} tests: {tests - failed - skipped} passed, {failed} failed, {skipped} skipped; {detail}"
+    return {**record, "result": result, "returncode": code, "seconds": seconds, "detail": detail}
+
+
+def _command_output(argv) -> str:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=30, cwd=ROOT).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def device_info() -> dict:
+    """The machine record of the summary: GPU, driver, CUDA, CuPy, NumPy, Python and the commit."""
+    import numpy
+
+    cupy = _import_cupy()
+    runtime = cupy.cuda.runtime
+    name = runtime.getDeviceProperties(0)["name"]
+
+    def version(v):
+        return f"{v // 1000}.{v % 1000 // 10}"
+
+    return {
+        "device": name.decode() if isinstance(name, bytes) else str(name),
+        "driver": _command_output(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"]).split("\n")[0]
+        or f"CUDA driver API {version(runtime.driverGetVersion())}",
+        "cuda_runtime": version(runtime.runtimeGetVersion()),
+        "cupy": cupy.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+        "commit": _command_output(["git", "rev-parse", "--short", "HEAD"]) or "unknown",
+    }
+
+
+def summary_text(info: dict, results: list, out: pathlib.Path) -> str:
+    """The summary: the machine, one table row per step, and the verdict."""
+    failed = [r["step"] for r in results if r["result"] != "passed"]
+    lines = [
+        f"# minimal_seg gpu-check, {info['date']}",
+        "",
+        f"{info['device']}, driver {info['driver']}, CUDA runtime {info['cuda_runtime']}, CuPy {info['cupy']}, "
+        f"NumPy {info['numpy']}, Python {info['python']}; commit {info['commit']}.",
+        "",
+        "| step | result | seconds | details |",
+        "|---|---|---:|---|",
+        *(f"| {r['step']} | {r['result']} | {r['seconds']:.1f} | {r['detail']} |" for r in results),
+        "",
+        f"{len(results) - len(failed)} of {len(results)} steps passed"
+        + (f"; FAILED: {', '.join(failed)}" if failed else "") + f". Logs and summary.json in {out}/",
+    ]
+    return "\n".join(lines)
+
+
+def _write_picture(path: pathlib.Path):
+    """A Shapes image as a PNG file, for ``predict``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.image
+
+    from .data import Shapes
+
+    matplotlib.image.imsave(path, Shapes(1, seed=12345).images[0, 0], cmap="gray")
+
+
+def add_arguments(parser: argparse.ArgumentParser):
+    parser.add_argument("--out", default="runs/gpu-check", help="folder for the logs and the summary "
+                                                               "(default runs/gpu-check)")
+    parser.add_argument("--budget", type=float, default=470.0,
+                        help="seconds for the whole run (default 470); later steps are not run once it is spent")
+
+
+def run(args) -> int:
+    """The command: 0 when every step passed (or there is no GPU: nothing is run), else 1."""
+    try:
+        _import_cupy()
+    except BackendUnavailableError as err:
+        print(f"gpu-check: no usable GPU here, nothing run ({str(err).split(';')[0]})")
+        return 0
+    out = pathlib.Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    info = {**device_info(), "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+    _write_picture(out / "picture.png")
+    deadline = time.perf_counter() + args.budget
+    results = {}
+    for step in default_steps(out):
+        print(f"gpu-check: {step.name} ...", flush=True)
+        results[step.name] = run_step(step, out, deadline - time.perf_counter(), results)
+        print(f"gpu-check: {step.name} {results[step.name]['result']} ({results[step.name]['seconds']:.0f} s)",
+              flush=True)
+    records = list(results.values())
+    text = summary_text(info, records, out)
+    (out / "summary.json").write_text(json.dumps({"machine": info, "steps": records}, indent=2) + "\n")
+    (out / "summary.md").write_text(text + "\n")
+    print(text)
+    return 0 if all(r["result"] == "passed" for r in records) else 1
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m minimal_seg.gpu_check", description=__doc__.split("\n")[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
