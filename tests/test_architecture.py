@@ -40,7 +40,7 @@ LAYERS = [
     ("models", ("models", "classical")),                         # architectures; classical methods
     ("above models", ("checkpoint", "assignments")),             # saved models; graded exercises
     ("train", ("train",)),                                       # the training loop
-    ("tools", ("bench", "compare")),                             # measure the library, call train
+    ("tools", ("bench", "compare", "gpu_check")),                # measure or verify the library, call train
     ("cli", ("cli", "__main__")),                                # the command line
 ]
 ROW = {unit: row for row, (_, units) in enumerate(LAYERS) for unit in units}

@@ -50,7 +50,7 @@ class EveryLevel(nn.Layer):
         return array_module(x).concatenate([f.reshape(-1) for f in features])
 
     def backward(self, dout):
-        bounds = np.cumsum([int(np.prod(shape)) for shape in self.shapes])[:-1]
+        bounds = np.cumsum([int(np.prod(shape)) for shape in self.shapes])[:-1].tolist()
         pieces = array_module(dout).split(dout, bounds)
         return self.encoder.backward([d.reshape(shape) for d, shape in zip(pieces, self.shapes)])
 
