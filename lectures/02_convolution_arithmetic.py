@@ -153,6 +153,60 @@ draw_conv(6, 3, stride=2, step=(1, 1), ax=ax)
 plt.show()
 
 # %% [markdown]
+# **Try it: kernel, stride, padding, dilation.** One setting per picture, each drawn by `draw_conv`
+# from the library's `conv2d_output_shape` (a setting whose dilated kernel does not fit in the padded
+# input is refused with the library's own error message). First a fixed grid: the first picture is
+# the plain 3 x 3 convolution, and each of the others changes one or two of the four numbers.
+
+# %%
+def draw_setting(kernel=3, stride=1, padding=0, dilation=1, input_size=7, ax=None):
+    """Draw one convolution setting on ax; a setting the library refuses is shown with its reason."""
+    try:
+        return draw_conv(input_size, kernel, stride=stride, padding=padding, dilation=dilation, ax=ax)
+    except ValueError as error:                           # the dilated kernel does not fit
+        ax.text(0.5, 0.5, f"K={kernel}, S={stride}, P={padding}, D={dilation}:\n{error}",
+                ha="center", va="center", wrap=True, fontsize=8, transform=ax.transAxes)
+        ax.set_axis_off()
+
+
+grid = [dict(kernel=3), dict(kernel=5), dict(kernel=3, padding=1), dict(kernel=3, stride=2),
+        dict(kernel=3, dilation=2), dict(kernel=3, stride=2, padding=1), dict(kernel=3, dilation=2, padding=2),
+        dict(kernel=3, stride=3, padding=1)]
+fig, axes = plt.subplots(2, 4, figsize=(16, 7.6))
+for ax, setting in zip(axes.ravel(), grid):
+    drawing = draw_setting(**setting, ax=ax)
+    assert drawing.output_shape == conv2d_output_shape(7, setting["kernel"], setting.get("stride", 1),
+                                                       setting.get("padding", 0), setting.get("dilation", 1))
+plt.tight_layout(); plt.show()
+
+# %% [markdown]
+# In a live Jupyter session with [ipywidgets](https://ipywidgets.readthedocs.io) installed
+# (`pip install ipywidgets`; it is optional), the next cell gives one slider per number and redraws the
+# picture as you move them. Without ipywidgets it says so, and the grid above stands in for it; the
+# documentation site, rendered without a live kernel, hides the cell's output.
+
+# %% tags=["remove-output"]
+try:
+    import ipywidgets as widgets
+except ImportError:
+    widgets = None
+
+if widgets is None:
+    print("ipywidgets is not installed: `pip install ipywidgets` for the sliders (the grid above shows 8 settings)")
+else:
+    def show_setting(kernel, stride, padding, dilation, input_size):
+        fig, ax = plt.subplots(figsize=(7, 5))
+        draw_setting(kernel, stride, padding, dilation, input_size, ax=ax)
+        plt.show()
+
+    sliders = dict(kernel=widgets.IntSlider(3, 1, 7, description="kernel K"),
+                   stride=widgets.IntSlider(1, 1, 4, description="stride S"),
+                   padding=widgets.IntSlider(0, 0, 4, description="padding P"),
+                   dilation=widgets.IntSlider(1, 1, 4, description="dilation D"),
+                   input_size=widgets.IntSlider(7, 3, 11, description="input H = W"))
+    widgets.interact(show_setting, **sliders)
+
+# %% [markdown]
 # ## 2.3 Dilation and the receptive field
 #
 # Lecture 001: a dilated ("atrous") 3 x 3 convolution still has $3 \times 3$ weights, but with

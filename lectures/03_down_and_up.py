@@ -359,25 +359,66 @@ axes[1].legend(fontsize=7, loc="lower right"); axes[1].set_title("one axis")
 plot_matrix(bil[0, 0], ax=axes[2], fmt="{:.1f}", fontsize=7, title="the 4 x 4 feature map, x2")
 plt.show()
 
+
 # %% [markdown]
-# Upsampling by an integer factor $s$ is also a transposed convolution with kernel $2s$, stride $s$,
-# padding $s/2$ and the **bilinear kernel**
-# $w[i, j] = f(i) f(j)$, $f(i) = 1 - |i - c| / s$ (a tent; `F.bilinear_kernel`). Away from the
-# border (where bilinear upsampling repeats the edge and the transposed convolution sees zeros) the
-# two agree exactly; this is how FCN starts its learned upsampling layers.
+# Upsampling by an integer factor $s$ is also a transposed convolution with stride $s$ and the
+# **bilinear kernel** $w[i, j] = f(i) f(j)$, a tent $f(i) = 1 - |i - c| / s$ centred at $c = (k - 1)/2$.
+# The kernel size $k$ and the padding $p$ must give the output size $(H - 1)s - 2p + k = sH$ *and*
+# put the tent's centre where bilinear interpolation samples:
+#
+# | $s$ | kernel $k$ | padding $p$ |
+# |---|---|---|
+# | even | $2s$ | $s/2$ |
+# | odd | $2s - 1$ | $(s - 1)/2$ |
+#
+# (in one line: $k = 2s - (s mod 2)$, $p = \lfloor s/2 
+# floor$). The "kernel $2s$, padding
+# $s/2$" often quoted for every $s$ is wrong for odd $s$: with $s = 3$ (kernel 6, padding 1) a
+# 6 x 7 map becomes 19 x 22 instead of 18 x 21, and its samples sit half a pixel off the bilinear
+# ones. Away from the border (where bilinear upsampling repeats the edge and the transposed
+# convolution sees zeros) the right kernel agrees with `F.upsample_bilinear_forward` exactly; this is
+# how FCN starts its learned upsampling layers. The cell builds the kernel from the formula above
+# and checks $s = 2 \ldots 5$.
+
+# %%
+def upsampling_kernel(s):
+    """(k, p, w): kernel size, padding and the bilinear kernel of a transposed conv that upsamples by s."""
+    k = 2 * s - s % 2                                    # 2s for even s, 2s - 1 for odd s
+    p = s // 2                                           # s/2 for even s, (s - 1)/2 for odd s
+    f = 1 - np.abs(np.arange(k) - (k - 1) / 2) / s       # the tent, centred in the kernel
+    return k, p, np.outer(f, f)
+
+img = np.random.default_rng(1).standard_normal((1, 1, 6, 7))
+for s in range(2, 6):
+    k, p, w = upsampling_kernel(s)
+    by_conv, _ = F.conv_transpose2d_forward(img, w[None, None], stride=s, padding=p)
+    by_interp, _ = F.upsample_bilinear_forward(img, scale=s)
+    b = s // 2                                           # border pixels where the two differ
+    inner = (slice(None), slice(None), slice(b, by_conv.shape[2] - b), slice(b, by_conv.shape[3] - b))
+    too_big, _ = F.conv_transpose2d_forward(img, np.ones((1, 1, 2 * s, 2 * s)), stride=s, padding=p)  # size only
+    print(f"s = {s}: kernel {k}, padding {p} -> {by_conv.shape[2]} x {by_conv.shape[3]} "
+          f"(bilinear: {by_interp.shape[2]} x {by_interp.shape[3]}), max difference inside "
+          f"{np.abs(by_conv - by_interp)[inner].max():.1e};   kernel {2 * s} would give "
+          f"{too_big.shape[2]} x {too_big.shape[3]}")
+    assert by_conv.shape == by_interp.shape == (1, 1, 6 * s, 7 * s)
+    assert np.allclose(by_conv[inner], by_interp[inner])
+
+# %% [markdown]
+# For $s = 2$ the kernel is the 4 x 4 tent below (`F.bilinear_kernel(4)` gives the same one).
+# Its overlap map shows why it upsamples smoothly: the shifted copies add up to 1 everywhere except
+# at the border.
 
 # %%
 s = 2
-tent = F.bilinear_kernel(2 * s)
-print("bilinear kernel 4 x 4:\n", tent)
-img = np.random.default_rng(1).standard_normal((1, 1, 6, 6))
-by_conv, _ = F.conv_transpose2d_forward(img, tent[None, None], stride=s, padding=s // 2)
+k, p, tent = upsampling_kernel(s)
+assert np.allclose(tent, F.bilinear_kernel(k))
+print(f"bilinear kernel {k} x {k}:\n", tent)
+by_conv, _ = F.conv_transpose2d_forward(img, tent[None, None], stride=s, padding=p)
 by_interp, _ = F.upsample_bilinear_forward(img, scale=s)
-assert np.allclose(by_conv[0, 0, 1:-1, 1:-1], by_interp[0, 0, 1:-1, 1:-1])
 
-overlap, _ = F.conv_transpose2d_forward(np.ones((1, 1, 4, 4)), tent[None, None], stride=s, padding=s // 2)
+overlap, _ = F.conv_transpose2d_forward(np.ones((1, 1, 4, 4)), tent[None, None], stride=s, padding=p)
 fig, axes = plt.subplots(1, 4, figsize=(14, 3.4))
-axes[0].imshow(img[0, 0], cmap="viridis"); axes[0].set_title("input 6 x 6")
+axes[0].imshow(img[0, 0], cmap="viridis"); axes[0].set_title("input 6 x 7")
 axes[1].imshow(by_interp[0, 0], cmap="viridis"); axes[1].set_title("bilinear upsampling x2")
 axes[2].imshow(by_conv[0, 0], cmap="viridis"); axes[2].set_title("transposed conv, bilinear kernel")
 plot_matrix(overlap[0, 0], ax=axes[3], fmt="{:.2f}", fontsize=7, title="its overlap map (4 x 4 input)")
