@@ -453,3 +453,94 @@ plt.show()
 # 4. Draw the overlap maps of (kernel, stride) = (5, 2), (6, 3), (4, 3). State the rule.
 # 5. Build the 2-D bilinear matrix as `np.kron(A_h, A_w)` and check it against
 #    `upsample_bilinear_forward` on a 3 x 5 input upsampled to 7 x 9.
+#
+# <details><summary>Hints for the exercises</summary>
+#
+# 1. It is a morphological dilation: every object grows by one pixel on each side. A pixel wins every
+#    window in which it is the largest value, so the maxima of the image are written into many
+#    positions of `cache.indices`.
+# 2. With non-overlapping windows each input pixel lies in one window, so "send `dout` to the winner" and
+#    "write the value back at the saved index" are the same map. With overlap a pixel can win two
+#    windows: the backward pass adds both gradients, unpooling writes one value over the other.
+# 3. $C$ is $4 \times 16$, so its null space has dimension 12: the last 12 rows of `Vt` from
+#    `np.linalg.svd(C)` are such inputs, and $C^{\mathsf T} C x = 0$ for them. `np.linalg.pinv(C)` is
+#    $C^{\mathsf T}(C C^{\mathsf T})^{-1}$, not $C^{\mathsf T}$.
+# 4. The map is even (away from the border) exactly when the stride divides the kernel size: (6, 3) is
+#    even, (5, 2) and (4, 3) are not.
+# 5. `A_h = F.linear_interpolation_matrix(3, 7)`, `A_w = F.linear_interpolation_matrix(5, 9)`; then
+#    `np.kron(A_h, A_w) @ x.ravel()` equals `upsample_bilinear_forward(x, size=(7, 9))` flattened.
+#
+# </details>
+#
+
+# %% [markdown]
+# ## Check your understanding
+#
+# **1.** Max pooling 2 x 2 with stride 2 of the window $\begin{pmatrix}1 & 2\\ 3 & 4\end{pmatrix}$ gives 4.
+# An upstream gradient of 1 arrives at that output. Which input pixels receive what, and which flat
+# index does the library save?
+#
+# <details><summary>Answer</summary>
+#
+# The pixel that held 4 gets 1, the other three get 0. Its flat index is $hW + w = 1 \cdot 2 + 1 = 3$
+# (row 1, column 1 of a 2 x 2 input).
+#
+# </details>
+#
+# **2.** A transposed convolution with a 3 x 3 kernel and stride 2 takes a 2 x 2 input. What size is the
+# output with padding 0? Which padding and `output_padding` give the lecture's 4 x 4?
+#
+# <details><summary>Answer</summary>
+#
+# $(H - 1) S - 2P + K + P_\text{out} = 1 \cdot 2 + 3 = 5$ with no padding; padding 1 and
+# `output_padding` 1 give $2 - 2 + 3 + 1 = 4$ (`conv_transpose2d_output_shape(2, 3, 2, 1, 1)`).
+#
+# </details>
+#
+# **3.** The lecture's convolution $C$ maps 4 x 4 to 2 x 2, and $C^{\mathsf T}$ maps 2 x 2 back to 4 x 4.
+# Does $C^{\mathsf T} C x$ give back $x$?
+#
+# <details><summary>Answer</summary>
+#
+# No: $C^{\mathsf T} C$ is $16 \times 16$ of rank at most 4, so it cannot be the identity. The transposed
+# convolution restores the *shape*, not the values; what holds is
+# $\langle Cx, y\rangle = \langle x, C^{\mathsf T} y\rangle$.
+#
+# </details>
+#
+# **4.** You want a transposed convolution that upsamples by 3 exactly like bilinear interpolation
+# (away from the border). Which kernel size and padding, and what goes wrong with kernel 6?
+#
+# <details><summary>Answer</summary>
+#
+# Kernel $2s - 1 = 5$, padding $(s - 1)/2 = 1$: $(H - 1) \cdot 3 - 2 + 5 = 3H$. Kernel 6 with padding 1
+# gives $3H + 1$ pixels, and its tent is centred half a pixel away from where bilinear interpolation
+# samples.
+#
+# </details>
+#
+# **5.** Which of bed of nails, nearest-neighbour and max unpooling needs information from the encoder,
+# and which?
+#
+# <details><summary>Answer</summary>
+#
+# Only max unpooling: it needs the indices that the matching max pooling saved (SegNet passes them from
+# encoder to decoder). The other two put each value at a fixed place.
+#
+# </details>
+#
+
+# %% [markdown]
+# ## Where next
+#
+# * Concept page: [Pooling, unpooling and transposed convolution](../concepts/pooling_upsampling.md)
+#   (`docs/concepts/pooling_upsampling.md`); the transposed convolution's arithmetic is on
+#   [Convolution arithmetic](../concepts/conv_arithmetic.md).
+# * API: [`functional.pool`](../api/functional/pool.rst) (max pooling, max unpooling),
+#   [`functional.conv`](../api/functional/conv.rst) (`conv_transpose2d_forward`),
+#   [`functional.conv_matrix`](../api/functional/conv_matrix.rst),
+#   [`functional.upsample`](../api/functional/upsample.rst) (bed of nails, nearest, bilinear,
+#   `bilinear_kernel`).
+# * Assignments: [a2, transposed convolution](../assignments.md) (`a2_transposed_conv.py`: the matrix $C$
+#   and $C^{\mathsf T} x$) and [a3, max pooling and unpooling](../assignments.md) (`a3_max_pool_unpool.py`).
+# * Next: [notebook 4, from a classifier to an FCN](04_classifier_to_fcn.ipynb).
