@@ -439,7 +439,8 @@ plt.show()
 # * $C^{\mathsf T}$ is not $C^{-1}$; what holds is $\langle Cx, y\rangle = \langle x, C^{\mathsf T}y\rangle$,
 #   so a transposed convolution's forward pass is a convolution's backward pass.
 # * Uneven overlap (kernel size not a multiple of the stride) is the source of checkerboard artefacts;
-#   the bilinear kernel is a transposed convolution that upsamples smoothly.
+#   the bilinear kernel is a transposed convolution that upsamples smoothly: stride $s$, kernel $2s$ and
+#   padding $s/2$ for even $s$, kernel $2s - 1$ and padding $(s - 1)/2$ for odd $s$.
 #
 # ## Exercises
 #
