@@ -309,3 +309,74 @@ plt.show()
 #    which one keeps duplicates? Plot both.
 # 5. Shift the prediction of section 1.3 by 1, 2, ..., 8 pixels and plot the IoU of each class against
 #    the shift. Why do small shapes lose IoU fastest?
+#
+# <details><summary>Hints for the exercises</summary>
+#
+# 1. Write $I = |A \cap B|$ and $U = |A \cup B| = |A| + |B| - I$, so $|A| + |B| = U + I$ and
+#    $\mathrm{Dice} = 2I/(U + I)$; divide by $U$. The two are equal only where
+#    $2x/(1+x) = x$: $x = 0$ or $x = 1$ (no overlap, or identical masks).
+# 2. An image without triangles, predicted without triangles, made no triangle mistake: 1.0 (or
+#    "leave it out") says so, 0 would punish a correct answer. For the "count as 0" mean, replace the NaNs
+#    of `cm.iou()` by 0 before averaging.
+# 3. `np.bincount(K * truth.ravel() + pred.ravel(), minlength=K * K).reshape(K, K)`.
+# 4. A lower threshold removes more boxes: at 0.3 two touching nuclei whose boxes overlap by more than
+#    0.3 collapse into one box; at 0.7 near-duplicates of one nucleus survive.
+# 5. `np.roll(pred, shift, axis=-1)`. A shift of $t$ pixels loses about $t$ times the height of a shape
+#    from the overlap, a fixed number of pixels per shift; divided by a small area, that is a large share.
+#
+# </details>
+#
+
+# %% [markdown]
+# ## Check your understanding
+#
+# **1.** A true mask has 100 pixels. The prediction covers all of them and 100 background pixels
+# besides. What are its IoU and its Dice?
+#
+# <details><summary>Answer</summary>
+#
+# $|A \cap B| = 100$, $|A \cup B| = 200$: IoU $= 0.5$; Dice $= 2 \cdot 100 / (100 + 200) = 2/3$, which
+# is also $2 \cdot 0.5 / (1 + 0.5)$.
+#
+# </details>
+#
+# **2.** In an image, 95 % of the pixels are background and the rest belong to three shape classes. A
+# "model" predicts background everywhere. What are its pixel accuracy and its mIoU over the 4 classes?
+#
+# <details><summary>Answer</summary>
+#
+# Pixel accuracy 0.95. IoU of the background $= 0.95 / 1.0 = 0.95$, IoU of each shape class $= 0$, so
+# mIoU $= 0.95 / 4 \approx 0.24$: mIoU sees that the model found nothing, pixel accuracy does not.
+#
+# </details>
+#
+# **3.** Two nuclei touch. Which of the five tasks can report that there are two of them, and which
+# cannot?
+#
+# <details><summary>Answer</summary>
+#
+# Detection (two boxes) and instance segmentation (two masks) can; semantic segmentation gives both the
+# same class, and its mask is one connected blob. Classification and localization describe one object
+# per image.
+#
+# </details>
+#
+# **4.** Boxes $(x_1, y_1, x_2, y_2) = (0, 0, 10, 10)$ with confidence 0.9 and $(5, 0, 15, 10)$ with
+# confidence 0.8. What is their IoU, and does NMS with threshold 0.5 keep the second box?
+#
+# <details><summary>Answer</summary>
+#
+# The intersection is $5 \times 10 = 50$, the union $100 + 100 - 50 = 150$: IoU $= 1/3$. That is below
+# 0.5, so the second box is kept.
+#
+# </details>
+#
+
+# %% [markdown]
+# ## Where next
+#
+# * Concept page: [Vision tasks and metrics](../concepts/tasks_metrics.md) (`docs/concepts/tasks_metrics.md`).
+# * API: [`minimal_seg.metrics`](../api/metrics.rst) (`iou`, `dice`, `ConfusionMatrix`, `box_iou`, `nms`).
+# * Assignment: none for this notebook; the metrics here grade every model of the course, and
+#   [assignment a5](../assignments.md) (`a5_losses.py`, notebook 6) turns Dice into a loss with a gradient.
+# * Next: [notebook 2, convolution arithmetic](02_convolution_arithmetic.ipynb).

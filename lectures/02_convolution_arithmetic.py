@@ -153,6 +153,60 @@ draw_conv(6, 3, stride=2, step=(1, 1), ax=ax)
 plt.show()
 
 # %% [markdown]
+# **Try it: kernel, stride, padding, dilation.** One setting per picture, each drawn by `draw_conv`
+# from the library's `conv2d_output_shape` (a setting whose dilated kernel does not fit in the padded
+# input is refused with the library's own error message). First a fixed grid: the first picture is
+# the plain 3 x 3 convolution, and each of the others changes one or two of the four numbers.
+
+# %%
+def draw_setting(kernel=3, stride=1, padding=0, dilation=1, input_size=7, ax=None):
+    """Draw one convolution setting on ax; a setting the library refuses is shown with its reason."""
+    try:
+        return draw_conv(input_size, kernel, stride=stride, padding=padding, dilation=dilation, ax=ax)
+    except ValueError as error:                           # the dilated kernel does not fit
+        ax.text(0.5, 0.5, f"K={kernel}, S={stride}, P={padding}, D={dilation}:\n{error}",
+                ha="center", va="center", wrap=True, fontsize=8, transform=ax.transAxes)
+        ax.set_axis_off()
+
+
+grid = [dict(kernel=3), dict(kernel=5), dict(kernel=3, padding=1), dict(kernel=3, stride=2),
+        dict(kernel=3, dilation=2), dict(kernel=3, stride=2, padding=1), dict(kernel=3, dilation=2, padding=2),
+        dict(kernel=3, stride=3, padding=1)]
+fig, axes = plt.subplots(2, 4, figsize=(16, 7.6))
+for ax, setting in zip(axes.ravel(), grid):
+    drawing = draw_setting(**setting, ax=ax)
+    assert drawing.output_shape == conv2d_output_shape(7, setting["kernel"], setting.get("stride", 1),
+                                                       setting.get("padding", 0), setting.get("dilation", 1))
+plt.tight_layout(); plt.show()
+
+# %% [markdown]
+# In a live Jupyter session with [ipywidgets](https://ipywidgets.readthedocs.io) installed
+# (`pip install ipywidgets`; it is optional), the next cell gives one slider per number and redraws the
+# picture as you move them. Without ipywidgets it says so, and the grid above stands in for it; the
+# documentation site, rendered without a live kernel, hides the cell's output.
+
+# %% tags=["remove-output"]
+try:
+    import ipywidgets as widgets
+except ImportError:
+    widgets = None
+
+if widgets is None:
+    print("ipywidgets is not installed: `pip install ipywidgets` for the sliders (the grid above shows 8 settings)")
+else:
+    def show_setting(kernel, stride, padding, dilation, input_size):
+        fig, ax = plt.subplots(figsize=(7, 5))
+        draw_setting(kernel, stride, padding, dilation, input_size, ax=ax)
+        plt.show()
+
+    sliders = dict(kernel=widgets.IntSlider(3, 1, 7, description="kernel K"),
+                   stride=widgets.IntSlider(1, 1, 4, description="stride S"),
+                   padding=widgets.IntSlider(0, 0, 4, description="padding P"),
+                   dilation=widgets.IntSlider(1, 1, 4, description="dilation D"),
+                   input_size=widgets.IntSlider(7, 3, 11, description="input H = W"))
+    widgets.interact(show_setting, **sliders)
+
+# %% [markdown]
 # ## 2.3 Dilation and the receptive field
 #
 # Lecture 001: a dilated ("atrous") 3 x 3 convolution still has $3 \times 3$ weights, but with
@@ -304,3 +358,76 @@ plt.show()
 #    `receptive_map` to check.
 # 5. For a 256 x 256 image and a 3 x 3 kernel, compare the memory of the dense $C$ with that of the
 #    im2col matrix (float32).
+#
+# <details><summary>Hints for the exercises</summary>
+#
+# 1. "Same" needs $2P = D(K - 1)$: $P = 3 \cdot 4 / 2 = 6$;
+#    `conv2d_output_shape((32, 32), 5, padding=6, dilation=3)` gives (32, 32).
+# 2. Each row holds at most $K^2 = 9$ nonzeros; a window that overlaps the padding multiplies zeros
+#    there, and those taps have no column in $C$ (the padding is not part of $x$).
+# 3. Pools are layers with kernel 2 and stride 2: `receptive_field([3, 3, 2, 3, 3, 2, 3, 3, 3, 2, 3, 3, 3, 2,
+#    3, 3, 3, 2], [1, 1, 2, 1, 1, 2, 1, 1, 1, 2, 1, 1, 1, 2, 1, 1, 1, 2])` (212 pixels).
+# 4. $r = 1 + 2(d_1 + d_2 + d_3) = 13$ needs $d_1 + d_2 + d_3 = 6$: 1, 2, 3 fills it; 2, 2, 2 has the
+#    same size but holes.
+# 5. Dense: $(256^2)^2 \cdot 4$ bytes $= 16$ GiB; im2col: $9 \cdot 256^2 \cdot 4$ bytes $\approx 2.3$ MB
+#    (stride 1, "same" padding).
+#
+# </details>
+#
+
+# %% [markdown]
+# ## Check your understanding
+#
+# **1.** A 32 x 32 input, kernel 3, stride 2, padding 1, dilation 1. What is the output size? And
+# with dilation 2 and padding 2?
+#
+# <details><summary>Answer</summary>
+#
+# $\lfloor (32 + 2 - 2 - 1)/2 \rfloor + 1 = 15 + 1 = 16$. With $D = 2$, $P = 2$:
+# $\lfloor (32 + 4 - 4 - 1)/2 \rfloor + 1 = 16$ again (`conv2d_output_shape(32, 3, 2, 2, 2)`).
+#
+# </details>
+#
+# **2.** Two layers of 3 x 3 convolutions with stride 1 see a 5 x 5 field. Which field does a 3 x 3
+# convolution with stride 2 followed by a 3 x 3 convolution with stride 1 see?
+#
+# <details><summary>Answer</summary>
+#
+# $r = 1 + 2 \cdot 1 + 2 \cdot 2 = 7$: the second layer's two extra pixels on each side are pixels of the
+# strided map, each two input pixels apart.
+#
+# </details>
+#
+# **3.** The convolution matrix $C$ of a 3 x 3 kernel on a 5 x 5 input (stride 1, no padding): what is
+# its shape, and how many of its entries can be nonzero?
+#
+# <details><summary>Answer</summary>
+#
+# The output is 3 x 3, so $C$ is $9 \times 25$; each row holds the 9 weights, so at most 81 of its 225
+# entries are nonzero.
+#
+# </details>
+#
+# **4.** Why does a 6 x 6 input with kernel 3 and stride 2 (no padding) lose its last row and column?
+#
+# <details><summary>Answer</summary>
+#
+# The windows start at 0 and 2 (the next one, at 4, would need pixels 4..6, and pixel 6 does not
+# exist), so pixel 5 is never read: $O = \lfloor 3/2 \rfloor + 1 = 2$.
+#
+# </details>
+#
+
+# %% [markdown]
+# ## Where next
+#
+# * Concept page: [Convolution arithmetic](../concepts/conv_arithmetic.md) (`docs/concepts/conv_arithmetic.md`).
+# * API: [`functional.shapes`](../api/functional/shapes.rst) (the output-size formulas),
+#   [`functional.conv`](../api/functional/conv.rst) (`conv2d_forward`, `im2col`),
+#   [`functional.conv_matrix`](../api/functional/conv_matrix.rst) and
+#   [`conv_arithmetic`](../api/conv_arithmetic.rst) (the pictures).
+# * Assignments: [a1, convolution by im2col](../assignments.md) (`a1_conv_im2col.py`: `im2col`, `col2im`,
+#   the forward and backward pass) and [a4, dilated convolution](../assignments.md) (`a4_dilated_conv.py`,
+#   with notebook 7). `python -m minimal_seg make-student my_assignments` writes your copy,
+#   `python -m minimal_seg check a1 --impl my_assignments/a1_conv_im2col.py` grades it.
+# * Next: [notebook 3, going down and up](03_down_and_up.ipynb).

@@ -359,25 +359,66 @@ axes[1].legend(fontsize=7, loc="lower right"); axes[1].set_title("one axis")
 plot_matrix(bil[0, 0], ax=axes[2], fmt="{:.1f}", fontsize=7, title="the 4 x 4 feature map, x2")
 plt.show()
 
+
 # %% [markdown]
-# Upsampling by an integer factor $s$ is also a transposed convolution with kernel $2s$, stride $s$,
-# padding $s/2$ and the **bilinear kernel**
-# $w[i, j] = f(i) f(j)$, $f(i) = 1 - |i - c| / s$ (a tent; `F.bilinear_kernel`). Away from the
-# border (where bilinear upsampling repeats the edge and the transposed convolution sees zeros) the
-# two agree exactly; this is how FCN starts its learned upsampling layers.
+# Upsampling by an integer factor $s$ is also a transposed convolution with stride $s$ and the
+# **bilinear kernel** $w[i, j] = f(i) f(j)$, a tent $f(i) = 1 - |i - c| / s$ centred at $c = (k - 1)/2$.
+# The kernel size $k$ and the padding $p$ must give the output size $(H - 1)s - 2p + k = sH$ *and*
+# put the tent's centre where bilinear interpolation samples:
+#
+# | $s$ | kernel $k$ | padding $p$ |
+# |---|---|---|
+# | even | $2s$ | $s/2$ |
+# | odd | $2s - 1$ | $(s - 1)/2$ |
+#
+# (in one line: $k = 2s - (s mod 2)$, $p = \lfloor s/2 
+# floor$). The "kernel $2s$, padding
+# $s/2$" often quoted for every $s$ is wrong for odd $s$: with $s = 3$ (kernel 6, padding 1) a
+# 6 x 7 map becomes 19 x 22 instead of 18 x 21, and its samples sit half a pixel off the bilinear
+# ones. Away from the border (where bilinear upsampling repeats the edge and the transposed
+# convolution sees zeros) the right kernel agrees with `F.upsample_bilinear_forward` exactly; this is
+# how FCN starts its learned upsampling layers. The cell builds the kernel from the formula above
+# and checks $s = 2 \ldots 5$.
+
+# %%
+def upsampling_kernel(s):
+    """(k, p, w): kernel size, padding and the bilinear kernel of a transposed conv that upsamples by s."""
+    k = 2 * s - s % 2                                    # 2s for even s, 2s - 1 for odd s
+    p = s // 2                                           # s/2 for even s, (s - 1)/2 for odd s
+    f = 1 - np.abs(np.arange(k) - (k - 1) / 2) / s       # the tent, centred in the kernel
+    return k, p, np.outer(f, f)
+
+img = np.random.default_rng(1).standard_normal((1, 1, 6, 7))
+for s in range(2, 6):
+    k, p, w = upsampling_kernel(s)
+    by_conv, _ = F.conv_transpose2d_forward(img, w[None, None], stride=s, padding=p)
+    by_interp, _ = F.upsample_bilinear_forward(img, scale=s)
+    b = s // 2                                           # border pixels where the two differ
+    inner = (slice(None), slice(None), slice(b, by_conv.shape[2] - b), slice(b, by_conv.shape[3] - b))
+    too_big, _ = F.conv_transpose2d_forward(img, np.ones((1, 1, 2 * s, 2 * s)), stride=s, padding=p)  # size only
+    print(f"s = {s}: kernel {k}, padding {p} -> {by_conv.shape[2]} x {by_conv.shape[3]} "
+          f"(bilinear: {by_interp.shape[2]} x {by_interp.shape[3]}), max difference inside "
+          f"{np.abs(by_conv - by_interp)[inner].max():.1e};   kernel {2 * s} would give "
+          f"{too_big.shape[2]} x {too_big.shape[3]}")
+    assert by_conv.shape == by_interp.shape == (1, 1, 6 * s, 7 * s)
+    assert np.allclose(by_conv[inner], by_interp[inner])
+
+# %% [markdown]
+# For $s = 2$ the kernel is the 4 x 4 tent below (`F.bilinear_kernel(4)` gives the same one).
+# Its overlap map shows why it upsamples smoothly: the shifted copies add up to 1 everywhere except
+# at the border.
 
 # %%
 s = 2
-tent = F.bilinear_kernel(2 * s)
-print("bilinear kernel 4 x 4:\n", tent)
-img = np.random.default_rng(1).standard_normal((1, 1, 6, 6))
-by_conv, _ = F.conv_transpose2d_forward(img, tent[None, None], stride=s, padding=s // 2)
+k, p, tent = upsampling_kernel(s)
+assert np.allclose(tent, F.bilinear_kernel(k))
+print(f"bilinear kernel {k} x {k}:\n", tent)
+by_conv, _ = F.conv_transpose2d_forward(img, tent[None, None], stride=s, padding=p)
 by_interp, _ = F.upsample_bilinear_forward(img, scale=s)
-assert np.allclose(by_conv[0, 0, 1:-1, 1:-1], by_interp[0, 0, 1:-1, 1:-1])
 
-overlap, _ = F.conv_transpose2d_forward(np.ones((1, 1, 4, 4)), tent[None, None], stride=s, padding=s // 2)
+overlap, _ = F.conv_transpose2d_forward(np.ones((1, 1, 4, 4)), tent[None, None], stride=s, padding=p)
 fig, axes = plt.subplots(1, 4, figsize=(14, 3.4))
-axes[0].imshow(img[0, 0], cmap="viridis"); axes[0].set_title("input 6 x 6")
+axes[0].imshow(img[0, 0], cmap="viridis"); axes[0].set_title("input 6 x 7")
 axes[1].imshow(by_interp[0, 0], cmap="viridis"); axes[1].set_title("bilinear upsampling x2")
 axes[2].imshow(by_conv[0, 0], cmap="viridis"); axes[2].set_title("transposed conv, bilinear kernel")
 plot_matrix(overlap[0, 0], ax=axes[3], fmt="{:.2f}", fontsize=7, title="its overlap map (4 x 4 input)")
@@ -398,7 +439,8 @@ plt.show()
 # * $C^{\mathsf T}$ is not $C^{-1}$; what holds is $\langle Cx, y\rangle = \langle x, C^{\mathsf T}y\rangle$,
 #   so a transposed convolution's forward pass is a convolution's backward pass.
 # * Uneven overlap (kernel size not a multiple of the stride) is the source of checkerboard artefacts;
-#   the bilinear kernel is a transposed convolution that upsamples smoothly.
+#   the bilinear kernel is a transposed convolution that upsamples smoothly: stride $s$, kernel $2s$ and
+#   padding $s/2$ for even $s$, kernel $2s - 1$ and padding $(s - 1)/2$ for odd $s$.
 #
 # ## Exercises
 #
@@ -412,3 +454,94 @@ plt.show()
 # 4. Draw the overlap maps of (kernel, stride) = (5, 2), (6, 3), (4, 3). State the rule.
 # 5. Build the 2-D bilinear matrix as `np.kron(A_h, A_w)` and check it against
 #    `upsample_bilinear_forward` on a 3 x 5 input upsampled to 7 x 9.
+#
+# <details><summary>Hints for the exercises</summary>
+#
+# 1. It is a morphological dilation: every object grows by one pixel on each side. A pixel wins every
+#    window in which it is the largest value, so the maxima of the image are written into many
+#    positions of `cache.indices`.
+# 2. With non-overlapping windows each input pixel lies in one window, so "send `dout` to the winner" and
+#    "write the value back at the saved index" are the same map. With overlap a pixel can win two
+#    windows: the backward pass adds both gradients, unpooling writes one value over the other.
+# 3. $C$ is $4 \times 16$, so its null space has dimension 12: the last 12 rows of `Vt` from
+#    `np.linalg.svd(C)` are such inputs, and $C^{\mathsf T} C x = 0$ for them. `np.linalg.pinv(C)` is
+#    $C^{\mathsf T}(C C^{\mathsf T})^{-1}$, not $C^{\mathsf T}$.
+# 4. The map is even (away from the border) exactly when the stride divides the kernel size: (6, 3) is
+#    even, (5, 2) and (4, 3) are not.
+# 5. `A_h = F.linear_interpolation_matrix(3, 7)`, `A_w = F.linear_interpolation_matrix(5, 9)`; then
+#    `np.kron(A_h, A_w) @ x.ravel()` equals `upsample_bilinear_forward(x, size=(7, 9))` flattened.
+#
+# </details>
+#
+
+# %% [markdown]
+# ## Check your understanding
+#
+# **1.** Max pooling 2 x 2 with stride 2 of the window $\begin{pmatrix}1 & 2\\ 3 & 4\end{pmatrix}$ gives 4.
+# An upstream gradient of 1 arrives at that output. Which input pixels receive what, and which flat
+# index does the library save?
+#
+# <details><summary>Answer</summary>
+#
+# The pixel that held 4 gets 1, the other three get 0. Its flat index is $hW + w = 1 \cdot 2 + 1 = 3$
+# (row 1, column 1 of a 2 x 2 input).
+#
+# </details>
+#
+# **2.** A transposed convolution with a 3 x 3 kernel and stride 2 takes a 2 x 2 input. What size is the
+# output with padding 0? Which padding and `output_padding` give the lecture's 4 x 4?
+#
+# <details><summary>Answer</summary>
+#
+# $(H - 1) S - 2P + K + P_\text{out} = 1 \cdot 2 + 3 = 5$ with no padding; padding 1 and
+# `output_padding` 1 give $2 - 2 + 3 + 1 = 4$ (`conv_transpose2d_output_shape(2, 3, 2, 1, 1)`).
+#
+# </details>
+#
+# **3.** The lecture's convolution $C$ maps 4 x 4 to 2 x 2, and $C^{\mathsf T}$ maps 2 x 2 back to 4 x 4.
+# Does $C^{\mathsf T} C x$ give back $x$?
+#
+# <details><summary>Answer</summary>
+#
+# No: $C^{\mathsf T} C$ is $16 \times 16$ of rank at most 4, so it cannot be the identity. The transposed
+# convolution restores the *shape*, not the values; what holds is
+# $\langle Cx, y\rangle = \langle x, C^{\mathsf T} y\rangle$.
+#
+# </details>
+#
+# **4.** You want a transposed convolution that upsamples by 3 exactly like bilinear interpolation
+# (away from the border). Which kernel size and padding, and what goes wrong with kernel 6?
+#
+# <details><summary>Answer</summary>
+#
+# Kernel $2s - 1 = 5$, padding $(s - 1)/2 = 1$: $(H - 1) \cdot 3 - 2 + 5 = 3H$. Kernel 6 with padding 1
+# gives $3H + 1$ pixels, and its tent is centred half a pixel away from where bilinear interpolation
+# samples.
+#
+# </details>
+#
+# **5.** Which of bed of nails, nearest-neighbour and max unpooling needs information from the encoder,
+# and which?
+#
+# <details><summary>Answer</summary>
+#
+# Only max unpooling: it needs the indices that the matching max pooling saved (SegNet passes them from
+# encoder to decoder). The other two put each value at a fixed place.
+#
+# </details>
+#
+
+# %% [markdown]
+# ## Where next
+#
+# * Concept page: [Pooling, unpooling and transposed convolution](../concepts/pooling_upsampling.md)
+#   (`docs/concepts/pooling_upsampling.md`); the transposed convolution's arithmetic is on
+#   [Convolution arithmetic](../concepts/conv_arithmetic.md).
+# * API: [`functional.pool`](../api/functional/pool.rst) (max pooling, max unpooling),
+#   [`functional.conv`](../api/functional/conv.rst) (`conv_transpose2d_forward`),
+#   [`functional.conv_matrix`](../api/functional/conv_matrix.rst),
+#   [`functional.upsample`](../api/functional/upsample.rst) (bed of nails, nearest, bilinear,
+#   `bilinear_kernel`).
+# * Assignments: [a2, transposed convolution](../assignments.md) (`a2_transposed_conv.py`: the matrix $C$
+#   and $C^{\mathsf T} x$) and [a3, max pooling and unpooling](../assignments.md) (`a3_max_pool_unpool.py`).
+# * Next: [notebook 4, from a classifier to an FCN](04_classifier_to_fcn.ipynb).

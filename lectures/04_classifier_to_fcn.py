@@ -330,3 +330,77 @@ plt.show()
 # 4. Train FCN-16s with the same budget and place it between FCN-32s and FCN-8s.
 # 5. Run `dense_crf` on the softmax of the trained FCN-32s for a validation image
 #    (`method="fast"`). Does it help a prediction that is wrong on most shapes? Why not?
+#
+# <details><summary>Hints for the exercises</summary>
+#
+# 1. Not directly: the two 2 x 2 pools fix the step between heatmap cells at 4. Run the converted
+#    network on the image shifted by 0..3 pixels in each direction (16 passes) and interleave the 16
+#    heatmaps.
+# 2. A padded convolution reads zeros outside the *image*, but the window classifier read zeros outside
+#    the *window*; a window in the middle of the image sees real pixels there instead. Only with
+#    unpadded convolutions does each heatmap cell depend on its window alone.
+# 3. Per window: the multiply-adds of the two convolutions and the two FC layers (`summary` lists the
+#    shapes). The loop pays them 81 times; the one pass computes each convolution output once, and
+#    neighbouring windows share most of them.
+# 4. `build_model("fcn16s", ...)` with the same `run` settings as FCN-32s and FCN-8s.
+# 5. The CRF pulls labels towards edges and towards agreement with neighbours; it cannot turn a shape
+#    predicted as background into the right class, because its unary term comes from the network.
+#
+# </details>
+#
+
+# %% [markdown]
+# ## Check your understanding
+#
+# **1.** A classifier's first FC layer reads a (16, 2, 2) feature map and has 32 outputs. What does it
+# become in the fully convolutional network, and what does the second FC layer (32 -> 4) become?
+#
+# <details><summary>Answer</summary>
+#
+# A convolution with weight (32, 16, 2, 2) (the FC matrix $32 \times 64$ reshaped, no padding), then a
+# 1 x 1 convolution with weight (4, 32, 1, 1).
+#
+# </details>
+#
+# **2.** The converted network of 4.3 gives a 9 x 9 heatmap for a 48 x 48 image. How large is the
+# heatmap of a 96 x 96 image, and why?
+#
+# <details><summary>Answer</summary>
+#
+# $(96 - 16)/4 + 1 = 21$, so 21 x 21: one cell per 16 x 16 window, windows 4 pixels apart (the
+# product of the two pooling strides).
+#
+# </details>
+#
+# **3.** Why take the argmax *after* upsampling the scores, rather than upsampling the argmax?
+#
+# <details><summary>Answer</summary>
+#
+# Class labels cannot be interpolated (the "average" of circle and triangle is no class); scores can.
+# Upsampling the scores bilinearly and then taking the argmax per pixel gives boundaries that run
+# between the coarse cells instead of along their blocky edges.
+#
+# </details>
+#
+# **4.** The gradient of the per-pixel softmax cross-entropy with respect to the scores is $(p - g)/N$.
+# What is it at a pixel whose prediction is already certain and right?
+#
+# <details><summary>Answer</summary>
+#
+# Zero: $p$ equals the one-hot $g$ there. The well-classified pixels stop contributing, and the
+# gradient comes from the uncertain or wrong ones.
+#
+# </details>
+#
+
+# %% [markdown]
+# ## Where next
+#
+# * Concept page: [From a sliding window to a fully convolutional network](../concepts/fcn.md) (`docs/concepts/fcn.md`).
+# * API: [`minimal_seg.classical`](../api/classical.rst) (`FCClassifier`, `fc_to_conv`,
+#   `sliding_window_heatmap`), [`minimal_seg.models`](../api/models.rst) (FCN-32s/16s/8s),
+#   [`functional.loss`](../api/functional/loss.rst) (softmax cross-entropy),
+#   [`minimal_seg.train`](../api/train.rst).
+# * Assignment: none for this notebook; the closest are [a1](../assignments.md) (the convolution these
+#   layers run on) and [a5](../assignments.md) (the cross-entropy's backward pass, notebook 6).
+# * Next: [notebook 5, U-Net and skip connections](05_unet_and_skips.ipynb).

@@ -326,3 +326,81 @@ plt.show()
 #    Which works better, and why might the crop size matter for a U-Net of depth 3?
 # 6. Predict the test quadrant tile by tile (four 128 x 128 tiles) and compare with the one-pass
 #    prediction. Where do they differ, and why?
+#
+# <details><summary>Hints for the exercises</summary>
+#
+# 1. With $s = \sigma(z)$, $\partial s / \partial z = s(1 - s)$, and
+#    $\partial \ell / \partial s = -t/s + (1 - t)/(1 - s)$; multiply. For Dice, differentiate
+#    $(2I_k + s)/(P_k + G_k + s)$ in $p_{ik}$: the numerator gives $2g_{ik}$, the denominator 1.
+# 2. With $I_k = P_k = G_k = 0$ the class's Dice is $s/s = 1$: an absent class predicted absent is
+#    perfect. With `smooth=0` it is $0/0$, NaN, and the whole loss becomes NaN.
+# 3. Add `"ce+dice"` to the losses trained in 6.3 (`make_loss("ce+dice")`); same budget, same seed.
+# 4. Normalised so that the weights sum to $K$, $1/f_k$ and $\mathrm{median}(f)/f_k$ are the same
+#    weights: the median is a constant factor. They differ only before normalisation (in the size of the
+#    loss, so in the effective learning rate).
+# 5. Keep `crop_size ** 2 * batch_size` fixed. A depth-3 U-Net pools three times: a 32 x 32 crop has a
+#    4 x 4 bottleneck, whose receptive field covers much of the crop, but more of each crop is border.
+# 6. Each tile sees zero padding at its own borders, where the one-pass network sees the neighbouring
+#    tile's pixels: the predictions differ in a band along the tile seams, about as wide as the
+#    receptive field.
+#
+# </details>
+#
+
+# %% [markdown]
+# ## Check your understanding
+#
+# **1.** A pixel's logits give softmax probabilities $p = (0.7, 0.2, 0.1)$ and its true class is 0. What
+# is its cross-entropy, and its gradient with respect to the logits (before dividing by $N$)?
+#
+# <details><summary>Answer</summary>
+#
+# $-\log 0.7 \approx 0.357$; the gradient is $p - g = (-0.3, 0.2, 0.1)$: push class 0 up, the others
+# down, in proportion to their probabilities.
+#
+# </details>
+#
+# **2.** Suppose triangles cover 2 % of the pixels. Under cross-entropy, roughly what share of the total
+# gradient pushes towards triangles? Why does Dice change that?
+#
+# <details><summary>Answer</summary>
+#
+# About their share of the pixels, a few percent (more while they are still misclassified): every pixel
+# weighs the same. The Dice loss averages one term per class, and each class's gradient is divided by
+# its own size $P_k + G_k$, so a small class gets about as much push as a large one.
+#
+# </details>
+#
+# **3.** Which of these augmentations keep the mask exact: a horizontal flip, a rotation by 90 degrees,
+# a rotation by 30 degrees, a change of brightness?
+#
+# <details><summary>Answer</summary>
+#
+# The flip, the quarter turn and the brightness change (applied to the image only). A 30 degree
+# rotation must resample the pixel grid: the image gets interpolated values and the mask has to be
+# interpolated or rounded, so it is no longer exact.
+#
+# </details>
+#
+# **4.** Why can a network trained on 48 x 48 crops predict a whole 256 x 256 quadrant in one pass?
+#
+# <details><summary>Answer</summary>
+#
+# It is fully convolutional: every layer is a convolution, a pooling or an upsampling, so the same
+# weights apply at every position and the output simply grows with the input (as long as the size
+# suits the poolings).
+#
+# </details>
+#
+
+# %% [markdown]
+# ## Where next
+#
+# * Concept page: [Losses](../concepts/losses.md) (`docs/concepts/losses.md`); U-Net in practice on
+#   [U-Net, encoder-decoders and skip connections](../concepts/unet.md).
+# * API: [`functional.loss`](../api/functional/loss.rst) (BCE, cross-entropy, Dice, Jaccard),
+#   [`minimal_seg.gradcheck`](../api/gradcheck.rst), [`minimal_seg.data`](../api/data.rst) (transforms,
+#   `Nuclei`), [`minimal_seg.train`](../api/train.rst) (`make_loss`).
+# * Assignment: [a5, cross-entropy and Dice](../assignments.md) (`a5_losses.py`: the forward and backward
+#   passes of softmax cross-entropy and Dice).
+# * Next: [notebook 7, dilation and ASPP](07_dilation_and_aspp.ipynb).

@@ -454,3 +454,79 @@ plt.show()
 #    Does the larger context pay off there?
 # 5. Remove the image-level branch: build an `ASPP` subclass without it and count the parameters.
 #    On a 4 x 4 map, which of the remaining branches compute nothing but a 1 x 1 convolution?
+#
+# <details><summary>Hints for the exercises</summary>
+#
+# 1. $r = 1 + 2 \cdot 1 + 2 \cdot 2 \cdot 2 = 11$. The second layer reads the strided map at offsets
+#    $-2, 0, 2$, that is image offsets $-4, 0, 4$, and the first layer covers $\pm 1$ around each: the
+#    offsets $\pm 2$ are never read. Holes.
+# 2. $r = 1 + 2(d_1 + d_2 + d_3) = 19$ needs $d_1 + d_2 + d_3 = 9$: 1, 3, 5 fills the field
+#    (each rate is at most the width of the field the layers before it cover); 3, 3, 3 has the same size and reads only
+#    every third pixel.
+# 3. $\partial L / \partial x$ collects, for each input pixel, the output gradients of every window that
+#    read it, times the weight that read it: `F.conv_transpose2d_forward(dout, w, padding=P, dilation=d)`
+#    equals `conv2d_backward`'s `dx`.
+# 4. `TrainConfig(model="deeplab", image_size=64, model_options={"rates": (1, 1, 1)}, ...)` against the
+#    default rates; compare with several seeds before trusting a difference of a few hundredths.
+# 5. Build the branches without `"image_pool"` (see `ASPP.__init__`) and count with `num_parameters()`. On a
+#    4 x 4 map, a dilation of 4 or more puts every tap but the centre into the padding: those branches are
+#    1 x 1 convolutions with 8 wasted weights each.
+#
+# </details>
+#
+
+# %% [markdown]
+# ## Check your understanding
+#
+# **1.** A 3 x 3 convolution with dilation 3: how many weights, which receptive field, and which padding
+# keeps the size?
+#
+# <details><summary>Answer</summary>
+#
+# 9 weights; the taps span $D(K - 1) + 1 = 7$ pixels, a 7 x 7 field; padding $P = D = 3$ keeps the size.
+#
+# </details>
+#
+# **2.** Three 3 x 3 convolutions with dilations 1, 2, 4, all with stride 1: what is the receptive field?
+# Does it have holes?
+#
+# <details><summary>Answer</summary>
+#
+# $r = 1 + 2(1 + 2 + 4) = 15$, without holes: each rate is at most the width of the field already covered
+# (3, then 7), so the shifted copies of that field touch and leave no gap.
+#
+# </details>
+#
+# **3.** Why does an ASPP branch with rate 6 compute the same as a 1 x 1 convolution on a 4 x 4 feature
+# map (with padding 6)?
+#
+# <details><summary>Answer</summary>
+#
+# Its 8 outer taps are 6 pixels from the centre, beyond the 4 x 4 map for every output pixel: they read
+# zero padding only. Only the centre weight ever meets a real pixel.
+#
+# </details>
+#
+# **4.** Dilating a 3 x 3 kernel to a 5 x 5 field costs no parameters. What does a dense 5 x 5 kernel
+# offer that the dilated one does not?
+#
+# <details><summary>Answer</summary>
+#
+# The 16 pixels between the taps: the dilated kernel reads only 9 of the 25, so thin structures that
+# fall between its taps are missed (the root of gridding when dilations are stacked).
+#
+# </details>
+#
+
+# %% [markdown]
+# ## Where next
+#
+# * Concept page: [Dilated convolution, ASPP, SegNet, LinkNet, PSPNet](../concepts/architectures.md)
+#   (`docs/concepts/architectures.md`); receptive fields on
+#   [Convolution arithmetic](../concepts/conv_arithmetic.md).
+# * API: [`functional.conv`](../api/functional/conv.rst) (`dilation=`),
+#   [`functional.shapes`](../api/functional/shapes.rst) (`receptive_field`),
+#   [`minimal_seg.models`](../api/models.rst) (`DeepLab`, `ASPP`), [`minimal_seg.nn`](../api/nn.rst).
+# * Assignment: [a4, dilated convolution](../assignments.md) (`a4_dilated_conv.py`: dilated convolution
+#   by im2col; the receptive field, computed and measured).
+# * Next: [notebook 8, SegNet, LinkNet and PSPNet](08_segnet_linknet_pspnet.ipynb).

@@ -422,3 +422,79 @@ plt.show()
 #    bins at 64 x 64 images.
 # 5. Repeat the comparison of 8.4 with three seeds (`seed=0, 1, 2`) and report the mean and spread of
 #    the mIoU per model. Which differences survive?
+#
+# <details><summary>Hints for the exercises</summary>
+#
+# 1. With kernel 3 and stride 2 neighbouring windows share a row or column, and one large pixel can win
+#    both: two pooled values carry the same index, unpooling writes them to the same place (one
+#    overwrites the other) and leaves the other position zero.
+# 2. With concatenation the layer that reads the merged map gets $C_\text{enc} + C_\text{dec}$ input
+#    channels instead of $C$: its weight grows by $C \cdot C_\text{out} \cdot k^2$ at every level. Compare
+#    with `params_of` from 8.2.
+# 3. Each bin spreads its gradient $g$ evenly, $g/\text{area}$ on each of its pixels: the pixels of a bin
+#    receive $g$ in all. For $b = 3$ on 4 pixels per axis the bins are 0..1, 1..2 and 2..3: pixels 1 and 2
+#    lie in two bins per axis, so the central 2 x 2 pixels (in four bins) get the most.
+# 4. `TrainConfig(model="pspnet", image_size=64, model_options={"bins": (1,)}, ...)` against the default
+#    `bins=(1, 2, 3, 6)`.
+# 5. Loop `run` over `seed=0, 1, 2`; report `np.mean` and `np.std` per model; a difference smaller than
+#    the spread is not a result.
+#
+# </details>
+#
+
+# %% [markdown]
+# ## Check your understanding
+#
+# **1.** What does SegNet pass from each encoder level to its decoder, and what does U-Net pass? Which
+# costs more memory?
+#
+# <details><summary>Answer</summary>
+#
+# SegNet passes the max-pooling indices (one integer per pooled value); U-Net passes the whole encoder
+# feature map, which the decoder concatenates. U-Net's transfer is larger (every channel at full
+# resolution) and makes its decoder convolutions wider.
+#
+# </details>
+#
+# **2.** LinkNet's skip is $d = f + \mathrm{dec}(d')$. The gradient $\partial L / \partial d$ arrives.
+# What reaches $f$, and what reaches $\mathrm{dec}(d')$?
+#
+# <details><summary>Answer</summary>
+#
+# The same $\partial L / \partial d$, unchanged, to both: the derivative of a sum with respect to each
+# term is 1. (And $f$, used twice, adds it to the gradient from its own encoder path.)
+#
+# </details>
+#
+# **3.** Adaptive average pooling of a 6-pixel axis into $b = 4$ bins: which pixels does each bin
+# average?
+#
+# <details><summary>Answer</summary>
+#
+# Bin $i$ runs from $\lfloor 6i/4 \rfloor$ to $\lceil 6(i+1)/4 \rceil$ (exclusive): pixels 0..1,
+# 1..2, 3..4, 4..5. Bins 0 and 1 share pixel 1, bins 2 and 3 share pixel 4.
+#
+# </details>
+#
+# **4.** Which PSPNet bin is the same as ASPP's image-level branch?
+#
+# <details><summary>Answer</summary>
+#
+# $b = 1$: one bin per axis is the global average pooling of the whole map, reduced by a 1 x 1
+# convolution and broadcast back to every pixel.
+#
+# </details>
+#
+
+# %% [markdown]
+# ## Where next
+#
+# * Concept page: [Dilated convolution, ASPP, SegNet, LinkNet, PSPNet](../concepts/architectures.md)
+#   (`docs/concepts/architectures.md`).
+# * API: [`minimal_seg.models`](../api/models.rst) (`SegNet`, `LinkNet`, `PSPNet`),
+#   [`functional.pool`](../api/functional/pool.rst) (max pooling with indices, max unpooling),
+#   [`functional.adaptive_pool`](../api/functional/adaptive_pool.rst),
+#   [`minimal_seg.compare`](../api/compare.rst) (every architecture with one budget).
+# * Assignments: none for this notebook alone; [a3](../assignments.md) (max pooling and unpooling, SegNet's
+#   two halves) and [a6](../assignments.md) (gradients through skips) are the closest.
+# * Next: [notebook 9, CRFs and superpixels](09_crf_and_superpixels.ipynb).

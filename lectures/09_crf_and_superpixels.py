@@ -494,3 +494,78 @@ plt.show()
 #    bilateral grid). Does it fall like $\Delta^2$?
 # 5. Run SLIC on the 512 x 512 nuclei image and time it against the number of superpixels. Why does the
 #    time hardly depend on $K$?
+#
+# <details><summary>Hints for the exercises</summary>
+#
+# 1. Loop over $w_b$ on a fine grid, recompute the brute-force minimum of 9.1 each time, and note where
+#    pixel (1, 1)'s label changes; run `dense_crf(..., method="exact")` with the same kernels and compare where *its* argmax
+#    changes. They need not agree: mean field minimises a different objective.
+# 2. Update $Q_i$ for one pixel with the current $Q$ of all the others, then move on; print $E$ after each
+#    sweep. Sequential (coordinate) updates cannot increase the mean-field free energy, but $E$ of the
+#    argmax labelling is still not guaranteed to fall.
+# 3. Same settings, `model="fcn32s"`. The pairwise term rewards agreeing with the neighbours; when most
+#    neighbours are background, the CRF spreads background over the few shape pixels the network did find.
+# 4. Loop over `range_step`, keep the largest absolute difference, and plot it on log-log axes: the slope
+#    tells the order.
+# 5. Each iteration compares every pixel with the centres in a fixed window around it ($2S \times 2S$,
+#    $S = \sqrt{HW/K}$): about $4HW$ distances whatever $K$ is.
+#
+# </details>
+#
+
+# %% [markdown]
+# ## Check your understanding
+#
+# **1.** The CRF energy is $E(x, y) = \sum_i \Phi(x_i, y_i) + \sum_{i<j} \Psi(x_i, x_j)$. Which term comes
+# from the network, and which one makes neighbouring pixels agree? Is the best labelling the one with the
+# largest or the smallest $E$?
+#
+# <details><summary>Answer</summary>
+#
+# The unary $\Phi_i(l) = -\log p_i(l)$ comes from the network's softmax; the pairwise Potts term,
+# weighted by the Gaussian and bilateral kernels, makes (similar, nearby) pixels agree. The best labelling
+# has the **smallest** energy (the largest probability $e^{-E}$).
+#
+# </details>
+#
+# **2.** How many labellings does brute-force minimisation try for a 2 x 3 image with 2 labels, and for a
+# 32 x 32 image with 4 labels?
+#
+# <details><summary>Answer</summary>
+#
+# $2^6 = 64$; $4^{1024} \approx 10^{617}$. That is why mean field replaces the search by a few filtering
+# steps.
+#
+# </details>
+#
+# **3.** The bilateral kernel includes the intensity difference $|I_i - I_j|$. What would a CRF with the
+# Gaussian kernel only do to the boundary between a shape and the background?
+#
+# <details><summary>Answer</summary>
+#
+# It would only smooth: labels would spread across the boundary regardless of the edge in the image,
+# rounding corners and eroding thin parts. The bilateral term makes disagreeing cheap where the intensity
+# changes, so the boundary snaps to the image's edge.
+#
+# </details>
+#
+# **4.** SLIC with compactness $m$ very large, and very small: what do the superpixels look like?
+#
+# <details><summary>Answer</summary>
+#
+# Large $m$: the spatial distance dominates, and the superpixels become a regular grid of squares that
+# ignore edges. Small $m$: intensity dominates, and they follow edges closely but get irregular and
+# scattered shapes.
+#
+# </details>
+#
+
+# %% [markdown]
+# ## Where next
+#
+# * Concept page: [Classical segmentation: superpixels and CRFs](../concepts/crf_superpixels.md)
+#   (`docs/concepts/crf_superpixels.md`).
+# * API: [`minimal_seg.classical`](../api/classical.rst) (`dense_crf`, `labelling_energy`, `slic`,
+#   `boundary_recall`, `superpixel_vote`), [`minimal_seg.models`](../api/models.rst) (the FCN-8s under the CRF).
+# * Assignment: none for this notebook.
+# * Next: [notebook 10, sliding windows and NMS](10_sliding_window_and_nms.ipynb).

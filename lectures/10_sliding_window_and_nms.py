@@ -394,3 +394,76 @@ print("best mask IoU per object:", np.round(table.max(axis=1), 2))
 #    small example with a tie where it does.
 # 5. Count the multiply-adds of classifying the 81 windows one by one and of the one-pass network, and
 #    compare with the measured times of 10.2.
+#
+# <details><summary>Hints for the exercises</summary>
+#
+# 1. Train a second `FCClassifier(window=24)` on 24 x 24 crops, convert it with `fc_to_conv`, turn both
+#    heatmaps into boxes, concatenate boxes and scores, and run NMS once over all of them.
+# 2. Filter `scores > t` before NMS. Per class: run NMS separately on the boxes of each class and
+#    concatenate the results (or offset each class's boxes far apart, the usual trick).
+# 3. Keep all boxes; in each round take the best, multiply the scores of the others by
+#    $1 - \mathrm{IoU}$ with it, and drop boxes whose score falls below a small threshold.
+# 4. The box chosen first is the one with the highest confidence among those left, whatever the order
+#    of $S$; each later step depends only on the set that is left. With a tie, two boxes that overlap each
+#    other but different third boxes give different results depending on which is picked first.
+# 5. Multiply-adds per window from the layer shapes (`summary`), times 81 for the loop; for the one pass,
+#    the same layers on the whole image, each output position computed once.
+#
+# </details>
+#
+
+# %% [markdown]
+# ## Check your understanding
+#
+# **1.** Two 16 x 16 windows, one moved 4 pixels right and 4 down from the other. What is their IoU?
+# Does NMS with threshold 0.5 remove the weaker one?
+#
+# <details><summary>Answer</summary>
+#
+# They share a 12 x 12 square: $144 / (256 + 256 - 144) = 144/368 = 9/23 \approx 0.39$. Below 0.5, so
+# the weaker window survives as a duplicate detection.
+#
+# </details>
+#
+# **2.** NMS with threshold 0.5 on three boxes: A (confidence 0.9), B (0.8), C (0.7), where IoU(A, B) = 0.6,
+# IoU(A, C) = 0.1 and IoU(B, C) = 0.7. Which boxes are kept?
+#
+# <details><summary>Answer</summary>
+#
+# A is taken first and removes B (0.6 > 0.5). C overlaps A by only 0.1 and is kept: A and C. (B would have
+# removed C, but B is already gone.)
+#
+# </details>
+#
+# **3.** Why can a box fit a round nucleus well (high box IoU with the true box) and still make a poor
+# mask?
+#
+# <details><summary>Answer</summary>
+#
+# A box covers its corners too: a disc fills only $\pi/4 \approx 79\%$ of its bounding square, so even a
+# perfect box, taken as a mask, has mask IoU of about 0.79 with the disc.
+#
+# </details>
+#
+# **4.** What does the fully convolutional version of the window classifier save, compared with
+# classifying the windows one by one?
+#
+# <details><summary>Answer</summary>
+#
+# The convolutions of overlapping windows: neighbouring windows share most of their pixels, and the one
+# pass computes each convolution output once instead of once per window that contains it. The numbers
+# are the same.
+#
+# </details>
+#
+
+# %% [markdown]
+# ## Where next
+#
+# * Concept pages: [Vision tasks and metrics](../concepts/tasks_metrics.md) (box IoU, NMS) and
+#   [From a sliding window to a fully convolutional network](../concepts/fcn.md).
+# * API: [`minimal_seg.metrics`](../api/metrics.rst) (`box_iou`, `nms`, `mask_iou`),
+#   [`minimal_seg.classical`](../api/classical.rst) (`FCClassifier`, `fc_to_conv`,
+#   `sliding_window_heatmap`).
+# * Assignment: none for this notebook.
+# * Back to the start: [the list of lectures](../lectures.md).
