@@ -191,9 +191,10 @@ plt.show()
 # **The matrix view.** In notebook 2 the convolution of a 4 x 4 input with this kernel was
 # $\mathbf{y} = C\mathbf{x}$ with the $4 \times 16$ matrix $C$. Multiplying by its transpose
 # $C^{\mathsf T}$ ($16 \times 4$) maps a 2 x 2 image back to a 4 x 4 one: that *is* the transposed
-# convolution, hence the name. The library offers both ways to compute it:
-# `method="im2col"` (fast: col2im of $W^{\mathsf T}x$, exactly the convolution's input gradient) and
-# `method="matrix"` (builds $C$ and multiplies by $C^{\mathsf T}$).
+# convolution, hence the name. The library computes it by name:
+# `method="reference"` (col2im of $W^{\mathsf T}x$, exactly the convolution's input gradient; `"fast"`,
+# the default, is the same numbers with speed tricks) and `method="matrix"` (builds $C$ and multiplies
+# by $C^{\mathsf T}$).
 
 # %%
 C = F.conv_matrix(kernel[None, None], (4, 4))                           # (4, 16), notebook 2
