@@ -32,7 +32,7 @@ import numpy
 
 from . import functional as F
 from .backend import BACKENDS, array_module, asarray, get_backend, set_backend, to_numpy
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .data import DATASETS, batches, dataset_spec, default_augmentation, get_dataset
 from .metrics import ConfusionMatrix
 from .models import MODELS, build_model
@@ -250,6 +250,24 @@ def _check_resume(config, ckpt):
                                             f"checkpoint was trained with another config ({lines})")
 
 
+def _restore(ckpt, path, model, optimizer, schedule):
+    """Load a checkpoint's weights, optimizer and schedule state; returns (history, first epoch to run)."""
+    meta = ckpt["meta"]
+    if not ckpt["optim"] or not ckpt["sched"] or not isinstance(meta.get("epoch"), int) \
+            or not isinstance(meta.get("history"), list):
+        raise CheckpointError(f"cannot resume from {path}: it holds the weights only (no optimizer state, "
+                              "schedule or epoch)")
+    try:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optim"])
+        schedule.load_state_dict(ckpt["sched"])
+    except (KeyError, ValueError) as err:
+        detail = str(err).strip("'\"")
+        detail = detail if len(detail) <= 200 else detail[:200] + " ..."
+        raise CheckpointError(f"cannot resume from {path}: its state does not match this run ({detail})") from None
+    return meta["history"], meta["epoch"] + 1
+
+
 def train(config: TrainConfig, resume=False, progress=True, log=print, stop_after=None) -> dict:
     """Train ``config.model`` on ``config.data``; returns {"history": [...], "model": model, ...}.
 
@@ -259,6 +277,10 @@ def train(config: TrainConfig, resume=False, progress=True, log=print, stop_afte
     Writes to ``config.out``: checkpoint.npz, metrics.csv, metrics.json and the figures.
     """
     config.validate()
+    path = os.path.join(config.out, CHECKPOINT)
+    ckpt = load_checkpoint(path) if resume else None
+    if ckpt is not None:
+        _check_resume(config, ckpt)  # before any data is built
     if config.backend != get_backend():
         set_backend(config.backend)
     train_set = get_dataset(config.data, "train", **config.data_kwargs("train"))
@@ -273,17 +295,10 @@ def train(config: TrainConfig, resume=False, progress=True, log=print, stop_afte
     loss_fns = make_loss(config.loss)
     transform = default_augmentation() if config.augment else None
     os.makedirs(config.out, exist_ok=True)
-    path = os.path.join(config.out, CHECKPOINT)
 
     history, start = [], 0
-    if resume:
-        ckpt = load_checkpoint(path)
-        _check_resume(config, ckpt)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optim"])
-        schedule.load_state_dict(ckpt["sched"])
-        history = ckpt["meta"]["history"]
-        start = ckpt["meta"]["epoch"] + 1
+    if ckpt is not None:
+        history, start = _restore(ckpt, path, model, optimizer, schedule)
         log(f"resumed from {path} after epoch {start}")
 
     last = config.epochs if stop_after is None else min(stop_after, config.epochs)
