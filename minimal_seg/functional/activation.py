@@ -21,7 +21,7 @@ Numerics. ``exp`` overflows for large arguments (``exp(89)`` is already
 from __future__ import annotations
 
 from ..backend import array_module
-from .common import Cache, check_float
+from .common import Cache, check_axis, check_float
 
 
 def relu_forward(x):
@@ -71,6 +71,7 @@ def softmax_forward(x, axis: int = 1):
     cache  ``out`` (the probabilities p) and ``axis``
     """
     check_float(x, "x")
+    axis = check_axis(axis, x.ndim)
     xp = array_module(x)
     e = xp.exp(x - x.max(axis=axis, keepdims=True))
     out = e / e.sum(axis=axis, keepdims=True)
@@ -100,6 +101,7 @@ def log_softmax(x, axis: int = 1):
     cross-entropy uses it so that -log p never becomes -log 0 = inf.
     """
     check_float(x, "x")
+    axis = check_axis(axis, x.ndim)
     xp = array_module(x)
     shifted = x - x.max(axis=axis, keepdims=True)
     return shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))

@@ -13,11 +13,17 @@ crop, and the backward of a crop is the zero pad.
 from __future__ import annotations
 
 from ..backend import array_module
-from .common import Cache, check_nchw
+from .common import Cache, check_array, check_axis, check_int_at_least, check_nchw, check_ndim
+from .shapes import positive_pair
 
 
 def concat_forward(xs, axis: int = 1):
     """Concatenate arrays (N, C_i, H, W) along ``axis`` -> (N, sum C_i, H, W). cache: the sizes."""
+    if not isinstance(xs, (list, tuple)) or not xs:
+        raise TypeError(f"xs must be a non-empty list of arrays, got {type(xs).__name__}")
+    for i, x in enumerate(xs):
+        check_array(x, f"xs[{i}]")
+    axis = check_axis(axis, xs[0].ndim)
     xp = array_module(xs[0])
     return xp.concatenate(xs, axis=axis), Cache(sizes=[x.shape[axis] for x in xs], axis=axis)
 
@@ -35,6 +41,7 @@ def pad_to_multiple_forward(x, multiple: int):
     cache: the original size (H, W).
     """
     check_nchw(x)
+    multiple = check_int_at_least(multiple, "multiple", 1)
     h, w = x.shape[2:]
     ph, pw = -h % multiple, -w % multiple
     xp = array_module(x)
@@ -50,7 +57,10 @@ def pad_to_multiple_backward(dout, cache):
 
 def crop(x, size):
     """Top-left (H, W) corner of x (N, C, H', W'); a view when nothing is cut, else a contiguous copy."""
-    h, w = size
+    check_ndim(x, 4, "x", "N, C, H, W")
+    h, w = positive_pair(size, "size")
+    if h > x.shape[2] or w > x.shape[3]:
+        raise ValueError(f"size {(h, w)} is larger than x's (H, W) = {tuple(x.shape[2:])}; crop only cuts")
     if x.shape[2:] == (h, w):
         return x
     return array_module(x).ascontiguousarray(x[:, :, :h, :w])
@@ -58,8 +68,11 @@ def crop(x, size):
 
 def uncrop(dout, full_size):
     """Gradient of ``crop``: dout (N, C, H, W) placed in the top-left of zeros (N, C, H', W')."""
-    fh, fw = full_size
+    check_ndim(dout, 4, "dout", "N, C, H, W")
+    fh, fw = positive_pair(full_size, "full_size")
     n, c, h, w = dout.shape
+    if h > fh or w > fw:
+        raise ValueError(f"full_size {(fh, fw)} is smaller than dout's (H, W) = {(h, w)}")
     if (h, w) == (fh, fw):
         return dout
     xp = array_module(dout)
