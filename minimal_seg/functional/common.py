@@ -72,8 +72,8 @@ def check_nchw(x, name: str = "x"):
 
 
 def check_dout(dout, shape):
-    """Raise unless the upstream gradient has the shape of the forward output."""
-    check_array(dout, "dout")
+    """Raise unless the upstream gradient is a float32/float64 array with the shape of the forward output."""
+    check_float(dout, "dout")
     if tuple(dout.shape) != tuple(shape):
         raise ValueError(f"dout must have the forward output's shape {tuple(shape)}, got {tuple(dout.shape)}")
 

@@ -53,6 +53,10 @@ def one_hot(labels, num_classes: int, dtype, ignore_index=None):
     check_ndim(labels, 3, "labels", "N, H, W")
     check_int(labels, "labels")
     num_classes = check_int_at_least(num_classes, "num_classes", 1)
+    try:
+        dtype = array_module(labels).dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be a NumPy dtype such as float32, got {dtype!r}") from None
     ignore_index = _check_ignore_index(ignore_index)
     bad = (labels < 0) | (labels >= num_classes)
     if ignore_index is not None:
@@ -126,6 +130,8 @@ def _upstream(dout, like):
     (A NumPy float64 scalar or 0-d array would otherwise promote float32
     gradients to float64: NumPy 2 treats only Python numbers as "weak".)
     """
+    if not (isinstance(dout, numbers.Real) and not isinstance(dout, bool)) and getattr(dout, "ndim", None) != 0:
+        raise TypeError(f"dout must be a number or a 0-d array (the gradient of a scalar loss), got {dout!r}")
     return array_module(like).asarray(dout, dtype=like.dtype)
 
 

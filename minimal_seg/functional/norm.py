@@ -21,7 +21,7 @@ running_var, dgamma, dbeta are (C,).
 from __future__ import annotations
 
 from ..backend import array_module
-from .common import Cache, check_bool, check_float, check_nchw, check_number
+from .common import Cache, check_bool, check_dout, check_float, check_nchw, check_number
 
 _AXES = (0, 2, 3)  # the axes a channel's statistics run over: N, H, W
 
@@ -102,6 +102,7 @@ def batch_norm2d_backward(dout, cache):
     (the second line reuses dbeta and dgamma, the two sums we needed anyway).
     """
     xhat, gamma, inv_std = cache.xhat, cache.gamma, cache.inv_std
+    check_dout(dout, xhat.shape)
     dbeta = dout.sum(axis=_AXES)
     dgamma = (dout * xhat).sum(axis=_AXES)
     if not cache.training:

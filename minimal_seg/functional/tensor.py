@@ -13,7 +13,7 @@ crop, and the backward of a crop is the zero pad.
 from __future__ import annotations
 
 from ..backend import array_module
-from .common import Cache, check_array, check_axis, check_int_at_least, check_nchw, check_ndim
+from .common import Cache, check_array, check_axis, check_dout, check_int_at_least, check_nchw, check_ndim
 from .shapes import positive_pair
 
 
@@ -24,12 +24,13 @@ def concat_forward(xs, axis: int = 1):
     for i, x in enumerate(xs):
         check_array(x, f"xs[{i}]")
     axis = check_axis(axis, xs[0].ndim)
-    xp = array_module(xs[0])
-    return xp.concatenate(xs, axis=axis), Cache(sizes=[x.shape[axis] for x in xs], axis=axis)
+    out = array_module(xs[0]).concatenate(xs, axis=axis)
+    return out, Cache(sizes=[x.shape[axis] for x in xs], axis=axis, out_shape=out.shape)
 
 
 def concat_backward(dout, cache):
     """Split dout back into the pieces: a list of gradients, one per concatenated input."""
+    check_dout(dout, cache.out_shape)
     xp = array_module(dout)
     bounds = [sum(cache.sizes[:i + 1]) for i in range(len(cache.sizes) - 1)]
     return xp.split(dout, bounds, axis=cache.axis)
@@ -46,13 +47,13 @@ def pad_to_multiple_forward(x, multiple: int):
     ph, pw = -h % multiple, -w % multiple
     xp = array_module(x)
     out = xp.pad(x, ((0, 0), (0, 0), (0, ph), (0, pw))) if ph or pw else x
-    return out, Cache(size=(h, w))
+    return out, Cache(size=(h, w), out_shape=out.shape)
 
 
 def pad_to_multiple_backward(dout, cache):
     """The gradient of a zero pad is the crop back to the original size."""
-    h, w = cache.size
-    return crop(dout, (h, w))
+    check_dout(dout, cache.out_shape)
+    return crop(dout, cache.size)
 
 
 def crop(x, size):
