@@ -82,7 +82,7 @@ class TrainConfig:
             if not ok(value):
                 raise ConfigError(name, f"must be {expected}, got {value!r}")
         if self.crop_size is not None and not _is_int(self.crop_size, 1):
-            raise ConfigError("crop_size", f"must be None or an integer >= 1, got {self.crop_size!r}")
+            raise ConfigError("crop_size", f"must be an integer >= 1 (or None: whole images), got {self.crop_size!r}")
         if os.path.exists(self.out) and not os.path.isdir(self.out):
             raise ConfigError("out", f"must be a folder, but {self.out!r} is a file")
         if not isinstance(self.model_options, dict):

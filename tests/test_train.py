@@ -176,7 +176,7 @@ def test_cli_evaluate_with_crf_prints_before_and_after(trained, capsys):
     ("epochs", True, "epochs must be an integer"),
     ("optimizer", "adagrad", "optimizer must be one of adam, sgd"),
     ("data", "cityscapes", "data must be one of mnist, nuclei, shapes"),
-    ("crop_size", 0, "crop_size must be None or an integer >= 1"),
+    ("crop_size", 0, "crop_size must be an integer >= 1"),
 ])
 def test_config_is_checked_up_front_naming_the_field(tmp_path, field, value, message):
     from minimal_seg.train import ConfigError
