@@ -130,39 +130,10 @@ def _current_backend():
     return get_backend()
 
 
-def _load_model(path):
-    """(model, checkpoint) or a CheckpointError: one line for a missing, damaged or foreign file."""
-    from .checkpoint import model_from_checkpoint
-
-    return model_from_checkpoint(path)
-
-
 def _class_names(ckpt, count):
     """The class names the checkpoint stores, or "0", "1", ... for an old checkpoint without them."""
     names = ckpt["meta"].get("class_names")
     return [str(n) for n in names] if isinstance(names, list) and len(names) == count else [str(k) for k in range(count)]
-
-
-def _evaluation_data(args, model, ckpt):
-    """The dataset to evaluate on: --data/--split, else the checkpoint's data and its held-out split."""
-    from .data import dataset_spec, get_dataset
-    from .train import TrainConfig
-
-    config = TrainConfig(**{k: v for k, v in ckpt["meta"].get("train_config", {}).items()
-                            if k in TrainConfig.__dataclass_fields__})
-    data = args.data or config.data
-    spec = dataset_spec(data)
-    split = args.split or spec.val_split
-    if split not in spec.splits:
-        raise _ArgumentError(f"argument --split: {data} has the splits {', '.join(spec.splits)}, got {split!r}")
-    kwargs = config.data_kwargs(split) if data == config.data else {}
-    dataset = get_dataset(data, split, **kwargs)
-    k, c = model.config["num_classes"], model.config["in_channels"]
-    if (dataset.num_classes, dataset.images.shape[1]) != (k, c):
-        raise _ArgumentError(f"argument --data: {data} has {dataset.num_classes} classes and "
-                             f"{dataset.images.shape[1]} channel(s), but the checkpoint's model was trained on "
-                             f"{config.data} ({k} classes, {c} channel(s))")
-    return data, split, dataset
 
 
 class _ArgumentError(ValueError):
@@ -171,11 +142,14 @@ class _ArgumentError(ValueError):
 
 def cmd_evaluate(args) -> int:
     """Load a checkpoint, evaluate it on its dataset's held-out split (or --data/--split), print metrics."""
-    from .train import evaluate
+    from .checkpoint import model_from_checkpoint
+    from .train import ConfigError, evaluate, evaluation_set
 
     try:
-        model, ckpt = _load_model(args.checkpoint)
-        data, split, dataset = _evaluation_data(args, model, ckpt)
+        model, ckpt = model_from_checkpoint(args.checkpoint)
+        data, split, dataset = evaluation_set(ckpt, args.data, args.split)
+    except ConfigError as err:
+        return _error(f"{_flag(err.field)} {err.problem}")
     except ValueError as err:
         return _error(err)
     metrics = evaluate(model, dataset)
@@ -241,16 +215,19 @@ def cmd_predict(args) -> int:
     import matplotlib.image
     import numpy
 
+    from .checkpoint import model_from_checkpoint
+    from .data import DATASETS, dataset_spec
     from .train import predict_image
     from .viz import colorize
 
     try:
         out = mask_path(args.image, args.out)
-        model, ckpt = _load_model(args.checkpoint)
+        model, ckpt = model_from_checkpoint(args.checkpoint)
         picture = _read_picture(args.image)
     except ValueError as err:
         return _error(err)
-    image = _to_model_input(picture, model.config["in_channels"], ckpt["meta"].get("train_config", {}).get("data"))
+    data = ckpt["meta"].get("train_config", {}).get("data")
+    image = dataset_spec(data if data in DATASETS else "shapes").image_from_picture(picture, model.config["in_channels"])
     try:
         mask, tiled = predict_image(model, image)
     except MemoryError as err:
@@ -265,22 +242,6 @@ def cmd_predict(args) -> int:
     how = f" (in {tiled} tiles: the whole image did not fit the im2col budget)" if tiled > 1 else ""
     print(f"wrote {out}{how}: " + ", ".join(f"{n} {c / mask.size:.1%}" for n, c in zip(names, counts)))
     return 0
-
-
-def _to_model_input(picture, channels, data):
-    """(H, W) or (H, W, 3|4) picture -> (C=channels, H, W) normalised like the training data."""
-    import numpy
-
-    from .data import DATASETS, dataset_spec
-
-    if picture.ndim == 3:
-        picture = picture[..., :3]
-        picture = picture.mean(axis=2, keepdims=True) if channels == 1 else picture
-    else:
-        picture = numpy.repeat(picture[..., None], channels, axis=2)
-    image = picture.transpose(2, 0, 1)[None]
-    spec = dataset_spec(data if data in DATASETS else "shapes")
-    return spec.normalize(image)[0]
 
 
 def cmd_check(args) -> int:
@@ -330,35 +291,22 @@ def cmd_bench(args) -> int:
     return 0
 
 
-def int_at_least(low):
-    """argparse type: an integer >= ``low`` (the error names the flag, as argparse does)."""
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {value}")
-        return value
+def at_least(low, kind=int):
+    """argparse type: a finite ``kind`` (int or float) >= ``low``; argparse's error line names the flag."""
+    what = "an integer" if kind is int else "a finite number"
 
-    parse.__name__ = f"integer >= {low}"
-    return parse
-
-
-def finite_at_least(low):
-    """argparse type: a finite number >= ``low``."""
     def parse(text):
         import math
 
         try:
-            value = float(text)
+            value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number >= {low}, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"expected {what} >= {low}, got {text!r}") from None
         if not math.isfinite(value) or value < low:
-            raise argparse.ArgumentTypeError(f"expected a finite number >= {low}, got {text}")
+            raise argparse.ArgumentTypeError(f"expected {what} >= {low}, got {text}")
         return value
 
-    parse.__name__ = f"number >= {low}"
+    parse.__name__ = f"{what} >= {low}"
     return parse
 
 
@@ -383,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_training_commands(sub)
     p = sub.add_parser("gradcheck", help="float64 gradient check of every op, printed as a table")
-    p.add_argument("--seed", type=int_at_least(0), default=0)
+    p.add_argument("--seed", type=at_least(0), default=0)
     _add_backend(p)
     p.set_defaults(func=cmd_gradcheck)
     _add_assignment_commands(sub)
@@ -395,15 +343,15 @@ def _add_bench_command(sub):
     p = sub.add_parser("bench", help="time conv/pool ops and a U-Net training step against PyTorch and the "
                                      "bare GEMMs (JSON + PNG)")
     p.add_argument("--quick", action="store_true", help="tiny shapes, few repeats (a smoke test)")
-    p.add_argument("--repeats", type=int_at_least(1), default=None, help="timed repeats per op (default 15, quick 3)")
-    p.add_argument("--warmup", type=int_at_least(0), default=None, help="untimed runs first (default 3, quick 1)")
-    p.add_argument("--batch", type=int_at_least(1), default=8)
-    p.add_argument("--size", type=int_at_least(1), default=64, help="image height and width")
-    p.add_argument("--base", type=int_at_least(1), default=16, help="channels of the first U-Net level")
+    p.add_argument("--repeats", type=at_least(1), default=None, help="timed repeats per op (default 15, quick 3)")
+    p.add_argument("--warmup", type=at_least(0), default=None, help="untimed runs first (default 3, quick 1)")
+    p.add_argument("--batch", type=at_least(1), default=8)
+    p.add_argument("--size", type=at_least(1), default=64, help="image height and width")
+    p.add_argument("--base", type=at_least(1), default=16, help="channels of the first U-Net level")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     p.add_argument("--out", default=".", help="folder for bench.json and bench.png (default: here)")
-    p.add_argument("--seed", type=int_at_least(0), default=0)
-    p.add_argument("--settle", type=finite_at_least(0), default=0.15,
+    p.add_argument("--seed", type=at_least(0), default=0)
+    p.add_argument("--settle", type=at_least(0, float), default=0.15,
                    help="seconds between the NumPy and the torch timings, for BLAS/OpenMP threads to sleep")
     _add_backend(p)
     p.set_defaults(func=cmd_bench)

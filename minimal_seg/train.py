@@ -218,6 +218,29 @@ def evaluate(model, dataset, batch_size=16, ignore_index=None) -> dict:
     return matrix.summary()
 
 
+def evaluation_set(ckpt, data=None, split=None):
+    """(data, split, dataset) a checkpoint is evaluated on: ``data``/``split``, else its data's held-out split.
+
+    Raises ConfigError (field "split" or "data") for a split the dataset does not have, or for data
+    whose class count or channels differ from those of the checkpoint's model.
+    """
+    saved = ckpt["meta"].get("train_config", {})
+    config = TrainConfig(**{k: v for k, v in saved.items() if k in TrainConfig.__dataclass_fields__})
+    data = data or config.data
+    spec = dataset_spec(data)
+    split = split or spec.val_split
+    if split not in spec.splits:
+        raise ConfigError("split", f"must be one of {', '.join(spec.splits)} for {data}, got {split!r}")
+    dataset = get_dataset(data, split, **(config.data_kwargs(split) if data == config.data else {}))
+    model = ckpt["meta"]["model_config"]
+    k, c = model.get("num_classes"), model.get("in_channels")
+    if (dataset.num_classes, dataset.images.shape[1]) != (k, c):
+        raise ConfigError("data", f"{data} has {dataset.num_classes} classes and {dataset.images.shape[1]} "
+                                  f"channel(s), but the checkpoint's model was trained on {config.data} "
+                                  f"({k} classes, {c} channel(s))")
+    return data, split, dataset
+
+
 def _history_files(out, history):
     with open(os.path.join(out, "metrics.json"), "w") as f:
         json.dump(history, f, indent=1)

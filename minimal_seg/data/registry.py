@@ -43,6 +43,16 @@ class DatasetSpec:
     task: str = "semantic"
     description: str = ""
 
+    def image_from_picture(self, picture, channels):
+        """A picture file's pixels (H, W) or (H, W, 3|4) -> (channels, H, W), normalised like this dataset."""
+        picture = np.asarray(picture, dtype=np.float64)
+        if picture.ndim == 3:
+            picture = picture[..., :3]
+            picture = picture.mean(axis=2, keepdims=True) if channels == 1 else picture
+        else:
+            picture = np.repeat(picture[..., None], channels, axis=2)
+        return self.normalize(picture.transpose(2, 0, 1)[None])[0]
+
     def split_kwargs(self, num_images, image_size, seed) -> dict:
         """The keywords ``build`` takes for one split of a run (none for a fixed dataset)."""
         if not self.generated:
