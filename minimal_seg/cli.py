@@ -239,7 +239,7 @@ def cmd_predict(args) -> int:
         return _error(f"argument --out: cannot write {out!r}: {err.strerror or err}")
     counts = numpy.bincount(mask.ravel(), minlength=model.config["num_classes"])
     names = _class_names(ckpt, len(counts))
-    how = f" (in {tiled} tiles: the whole image did not fit the im2col budget)" if tiled > 1 else ""
+    how = f" (in {tiled} overlapping tiles: the image is too large for one pass)" if tiled > 1 else ""
     print(f"wrote {out}{how}: " + ", ".join(f"{n} {c / mask.size:.1%}" for n, c in zip(names, counts)))
     return 0
 

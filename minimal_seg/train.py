@@ -181,21 +181,25 @@ def predict(model, images, batch_size=16):
     return array_module(labels[0]).concatenate(labels, axis=0)
 
 
-def predict_image(model, image, tile=512, margin=32):
+def predict_image(model, image, tile=512, margin=32, max_pixels=1024 * 1024):
     """Class map (H, W) of one host image (C, H, W), and the number of passes it took.
 
-    One pass when it fits; when a pass runs out of memory (e.g. an im2col
-    column matrix over the budget), overlapping tiles of ``tile`` pixels: each
-    tile sees ``margin`` pixels of context on every side and keeps its centre,
-    so the seams are rarely visible (models with a global context, like
-    PSPNet's pyramid pooling, see each tile's context instead of the image's).
+    One pass when the image has at most ``max_pixels`` pixels and fits in
+    memory (the im2col budget). A larger image, or one that runs out of
+    memory, goes in overlapping tiles of ``tile`` pixels: each tile sees
+    ``margin`` pixels of context on every side and keeps its centre, so the
+    seams are rarely visible (models with a global context, like PSPNet's
+    pyramid pooling, see each tile's context instead of the image's). Whole
+    2000 x 2000 images would need GBs of activations (LinkNet: 3.5 GB, and
+    then its last transposed conv is over the im2col budget).
     """
-    try:
-        return to_numpy(predict(model, image[None]))[0], 1
-    except MemoryError:
-        if max(image.shape[1:]) <= tile:
-            raise
     _, h, w = image.shape
+    if h * w <= max_pixels:
+        try:
+            return to_numpy(predict(model, image[None]))[0], 1
+        except MemoryError:
+            if max(h, w) <= tile:
+                raise
     step = tile - 2 * margin
     labels, passes = numpy.empty((h, w), dtype=numpy.int64), 0
     for top in range(0, h, step):

@@ -258,7 +258,7 @@ class PerPixelModel:
     """A stand-in model whose class map depends on each pixel alone, and that runs out of memory on big inputs."""
 
     def __init__(self, max_pixels):
-        self.max_pixels = max_pixels
+        self.max_pixels, self.calls = max_pixels, 0
 
     def eval_mode(self):
         import contextlib
@@ -266,6 +266,7 @@ class PerPixelModel:
         return contextlib.nullcontext()
 
     def __call__(self, x):
+        self.calls += 1
         if x.shape[2] * x.shape[3] > self.max_pixels:
             raise MemoryError("im2col needs more than the budget")
         return np.concatenate([x, -x], axis=1)  # class 0 where x > 0
@@ -283,6 +284,11 @@ def test_predict_image_tiles_what_does_not_fit():
     np.testing.assert_array_equal(whole, (image[0] < 0).astype(np.int64))
     with pytest.raises(MemoryError):
         predict_image(PerPixelModel(10), image[:, :50, :50], tile=100, margin=10)
+    # an image over max_pixels is tiled without a whole-image attempt (which would fail here)
+    model = PerPixelModel(100 * 100)
+    tiled, passes = predict_image(model, image, tile=100, margin=10, max_pixels=100 * 100)
+    assert passes == model.calls == 16
+    np.testing.assert_array_equal(tiled, whole)
 
 
 def test_cli_predict_names_the_mask_after_the_whole_file_name(trained, tmp_path, capsys):
