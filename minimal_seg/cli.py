@@ -133,7 +133,9 @@ def _current_backend():
 def _class_names(ckpt, count):
     """The class names the checkpoint stores, or "0", "1", ... for an old checkpoint without them."""
     names = ckpt["meta"].get("class_names")
-    return [str(n) for n in names] if isinstance(names, list) and len(names) == count else [str(k) for k in range(count)]
+    if isinstance(names, list) and len(names) == count:
+        return [str(n) for n in names]
+    return [str(k) for k in range(count)]
 
 
 class _ArgumentError(ValueError):
@@ -227,7 +229,8 @@ def cmd_predict(args) -> int:
     except ValueError as err:
         return _error(err)
     data = ckpt["meta"].get("train_config", {}).get("data")
-    image = dataset_spec(data if data in DATASETS else "shapes").image_from_picture(picture, model.config["in_channels"])
+    spec = dataset_spec(data if data in DATASETS else "shapes")
+    image = spec.image_from_picture(picture, model.config["in_channels"])
     try:
         mask, tiled = predict_image(model, image)
     except MemoryError as err:
