@@ -48,33 +48,63 @@ def cmd_gradcheck(args) -> int:
     return 1 if failed else 0
 
 
+def _error(message, code=2) -> int:
+    """Print one ``error:`` line to stderr and return the exit code (2: bad input, 1: the run failed)."""
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def _flag(field) -> str:
+    """The command-line flag of a TrainConfig field: batch_size -> --batch-size."""
+    return "--" + field.replace("_", "-")
+
+
+# TrainConfig fields that `train` and `compare` take as flags.
+TRAIN_FLAGS = ("epochs", "batch_size", "lr", "seed", "base_channels", "loss", "crop_size", "optimizer")
+COMPARE_FLAGS = ("epochs", "batch_size", "lr", "seed", "base_channels", "num_train", "num_val", "image_size")
+
+
+def _run_training(config, run, flags):
+    """Validate ``config`` up front, then ``run()``; every expected failure is one error line naming the flag."""
+    from .train import ConfigError, TrainingDiverged
+
+    try:
+        config.validate()
+        return run()
+    except ConfigError as err:
+        return _error(f"{_flag(err.field) if err.field in flags else err.field} {err.problem}")
+    except TrainingDiverged as err:
+        return _error(err, code=1)
+    except ValueError as err:  # a checkpoint that cannot be resumed, a dataset that cannot be built
+        return _error(err)
+    except MemoryError as err:
+        return _error(f"out of memory ({err}); try a smaller --batch-size, --base-channels or image size", code=1)
+    except OSError as err:  # e.g. --out names a file, or a folder that cannot be written
+        return _error(f"cannot write {err.filename!r}: {err.strerror or err}")
+
+
 def cmd_train(args) -> int:
     """Train with the defaults of ``TrainConfig`` and the dataset, overridden by the given options."""
     import dataclasses
 
-    from .train import DATA_DEFAULTS, TrainConfig, TrainingDiverged, train
+    from .data import dataset_spec
+    from .train import TrainConfig, train
 
-    options = dict(DATA_DEFAULTS[args.data])
-    for name in ("epochs", "batch_size", "lr", "seed", "base_channels", "loss", "crop_size", "optimizer"):
-        value = getattr(args, name)
-        if value is not None:
-            options[name] = value
+    options = dict(dataset_spec(args.data).train_defaults)
+    options.update({name: getattr(args, name) for name in TRAIN_FLAGS if getattr(args, name) is not None})
     out = args.out or f"runs/{args.model}-{args.data}"
     config = TrainConfig(model=args.model, data=args.data, backend=args.backend or _current_backend(),
                          out=out, **options)
-    print("training " + ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(config).items() if v not in ({}, None)))
-    try:
-        result = train(config, resume=args.resume, progress=not args.no_progress)
-    except TrainingDiverged as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    last = result["history"][-1]
-    print(f"done: val mIoU {last['val_miou']:.4f}; wrote checkpoint.npz, metrics.csv, metrics.json, "
-          f"learning_curves.png, predictions.png to {out}/")
-    return 0
+
+    def run():
+        print("training " + ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(config).items()
+                                       if v not in ({}, None)))
+        last = train(config, resume=args.resume, progress=not args.no_progress)["history"][-1]
+        print(f"done: val mIoU {last['val_miou']:.4f}; wrote checkpoint.npz, metrics.csv, metrics.json, "
+              f"learning_curves.png, predictions.png to {out}/")
+        return 0
+
+    return _run_training(config, run, TRAIN_FLAGS + ("out",))
 
 
 def cmd_compare(args) -> int:
@@ -84,17 +114,16 @@ def cmd_compare(args) -> int:
     from .compare import compare, format_table
     from .train import TrainConfig
 
-    overrides = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "seed", "base_channels", "num_train",
-                                                "num_val", "image_size") if getattr(args, k) is not None}
+    overrides = {k: getattr(args, k) for k in COMPARE_FLAGS if getattr(args, k) is not None}
     config = dataclasses.replace(TrainConfig(backend=args.backend or _current_backend()), **overrides)
-    try:
+
+    def run():
         result = compare(args.models, config, out=args.out, progress=not args.no_progress)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(format_table(result["rows"]))
-    print(f"wrote compare.json and compare.md to {args.out}/")
-    return 0
+        print(format_table(result["rows"]))
+        print(f"wrote compare.json and compare.md to {args.out}/")
+        return 0
+
+    return _run_training(config, run, COMPARE_FLAGS)
 
 
 def _current_backend():
@@ -103,26 +132,37 @@ def _current_backend():
     return get_backend()
 
 
+def _class_names(ckpt, count):
+    """The class names the checkpoint stores, or "0", "1", ... for an old checkpoint without them."""
+    names = ckpt["meta"].get("class_names")
+    if isinstance(names, list) and len(names) == count:
+        return [str(n) for n in names]
+    return [str(k) for k in range(count)]
+
+
+class _ArgumentError(ValueError):
+    """A command-line value that does not fit the checkpoint or the data (printed as one error line)."""
+
+
 def cmd_evaluate(args) -> int:
     """Load a checkpoint, evaluate it on its dataset's held-out split (or --data/--split), print metrics."""
     from .checkpoint import model_from_checkpoint
-    from .data import get_dataset
-    from .train import VAL_SPLIT, TrainConfig, evaluate
+    from .train import ConfigError, evaluate, evaluation_set
 
     try:
         model, ckpt = model_from_checkpoint(args.checkpoint)
+        data, split, dataset = evaluation_set(ckpt, args.data, args.split)
+    except ConfigError as err:
+        return _error(f"{_flag(err.field)} {err.problem}")
     except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    config = TrainConfig(**ckpt["meta"]["train_config"])
-    data = args.data or config.data
-    split = args.split or VAL_SPLIT[data]
-    kwargs = config.data_kwargs(split) if data == config.data else {}
-    dataset = get_dataset(data, split, **kwargs)
+        return _error(err)
     metrics = evaluate(model, dataset)
+    names = _class_names(ckpt, dataset.num_classes)
     print(f"{args.checkpoint} on {data}/{split}:")
     for key, value in metrics.items():
-        print(f"  {key:<16} {value:.4f}")
+        kind, _, index = key.rpartition("_")
+        label = f"{kind}_{names[int(index)]}" if kind in ("iou", "dice") and index.isdigit() else key
+        print(f"  {label:<20} {value:.4f}")
     if args.crf:
         _print_crf_effect(model, dataset)
     return 0
@@ -135,55 +175,78 @@ def _print_crf_effect(model, dataset):
     result = crf_refine_eval(model, dataset.images, dataset.masks, dataset.num_classes, method="fast")
     print("dense CRF (fast, 5 mean-field iterations, default kernels):")
     for name in ("miou", "pixel_accuracy"):
-        print(f"  {name:<16} {result[name + '_before']:.4f} -> {result[name + '_after']:.4f}")
+        print(f"  {name:<20} {result[name + '_before']:.4f} -> {result[name + '_after']:.4f}")
+
+
+def mask_path(image_path, out=None) -> str:
+    """Where ``predict`` writes the mask: ``--out``, else IMAGE_mask.png beside the image.
+
+    The whole file name is kept (``d.v2/picture.jpg`` -> ``d.v2/picture.jpg_mask.png``),
+    so the masks of picture.jpg and picture.png never overwrite each other.
+    ``--out`` must end in .png; its folder is created if missing.
+    """
+    import os
+
+    if out is None:
+        return image_path + "_mask.png"
+    if not out.lower().endswith(".png"):
+        raise _ArgumentError(f"argument --out: the mask is saved as PNG, so --out must end in .png, got {out!r}")
+    folder = os.path.dirname(out)
+    if folder and os.path.exists(folder) and not os.path.isdir(folder):
+        raise _ArgumentError(f"argument --out: {folder!r} is a file, not a folder")
+    return out
+
+
+def _read_picture(path):
+    """The image file as a float64 (H, W) or (H, W, 3|4) array; _ArgumentError if it cannot be read."""
+    import matplotlib.image
+    import numpy
+
+    try:
+        picture = numpy.asarray(matplotlib.image.imread(path), dtype=numpy.float64)
+    except Exception as err:  # any unreadable file gives one line, not a traceback
+        raise _ArgumentError(f"cannot read image {path!r}: {type(err).__name__}: {err}") from None
+    if picture.ndim not in (2, 3) or min(picture.shape[:2]) < 1 or not numpy.isfinite(picture).all():
+        raise _ArgumentError(f"cannot read image {path!r}: not a finite (H, W) or (H, W, 3|4) picture, "
+                             f"got shape {picture.shape}")
+    return picture
 
 
 def cmd_predict(args) -> int:
     """Segment one image file (PNG/JPEG) with a checkpoint and save the colour mask as PNG."""
+    import os
+
     import matplotlib.image
     import numpy
 
-    from .backend import to_numpy
     from .checkpoint import model_from_checkpoint
-    from .train import predict
+    from .data import DATASETS, dataset_spec
+    from .train import predict_image
     from .viz import colorize
 
     try:
+        out = mask_path(args.image, args.out)
         model, ckpt = model_from_checkpoint(args.checkpoint)
+        picture = _read_picture(args.image)
     except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return _error(err)
+    data = ckpt["meta"].get("train_config", {}).get("data")
+    spec = dataset_spec(data if data in DATASETS else "shapes")
+    image = spec.image_from_picture(picture, model.config["in_channels"])
     try:
-        picture = numpy.asarray(matplotlib.image.imread(args.image), dtype=numpy.float64)
-    except Exception as err:  # any unreadable file gives one line, not a traceback
-        print(f"error: cannot read image {args.image!r}: {type(err).__name__}: {err}", file=sys.stderr)
-        return 2
-    image = _to_model_input(picture, model.config["in_channels"], ckpt["meta"]["train_config"]["data"])
-    mask = to_numpy(predict(model, image))[0]
-    out = args.out or args.image.rsplit(".", 1)[0] + "_mask.png"
-    matplotlib.image.imsave(out, colorize(mask))
+        mask, tiled = predict_image(model, image)
+    except MemoryError as err:
+        return _error(f"out of memory ({err}); raise --im2col-budget or use a smaller image", code=1)
+    try:
+        os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+        matplotlib.image.imsave(out, colorize(mask))
+    except OSError as err:
+        return _error(f"argument --out: cannot write {out!r}: {err.strerror or err}")
     counts = numpy.bincount(mask.ravel(), minlength=model.config["num_classes"])
-    names = ckpt["meta"].get("class_names") or [str(k) for k in range(len(counts))]
-    print(f"wrote {out}: " + ", ".join(f"{n} {c / mask.size:.1%}" for n, c in zip(names, counts)))
+    names = _class_names(ckpt, len(counts))
+    how = f" (in {tiled} overlapping tiles: the image is too large for one pass)" if tiled > 1 else ""
+    print(f"wrote {out}{how}: " + ", ".join(f"{n} {c / mask.size:.1%}" for n, c in zip(names, counts)))
     return 0
-
-
-def _to_model_input(picture, channels, data):
-    """(H, W) or (H, W, 3|4) picture -> (1, channels, H, W) normalised like the training data."""
-    import numpy
-
-    from .data import standardize
-    from .data.nuclei import percentile_normalize
-
-    if picture.ndim == 3:
-        picture = picture[..., :3]
-        picture = picture.mean(axis=2, keepdims=True) if channels == 1 else picture
-    else:
-        picture = numpy.repeat(picture[..., None], channels, axis=2)
-    image = picture.transpose(2, 0, 1)[None]
-    if data == "nuclei":
-        return percentile_normalize(image).astype(numpy.float32)
-    return standardize(image)
 
 
 def cmd_check(args) -> int:
@@ -298,13 +361,47 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def at_least(low, kind=int):
+    """argparse type: a finite ``kind`` (int or float) >= ``low``; argparse's error line names the flag."""
+    what = "an integer" if kind is int else "a finite number"
+
+    def parse(text):
+        import math
+
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what} >= {low}, got {text!r}") from None
+        if not math.isfinite(value) or value < low:
+            raise argparse.ArgumentTypeError(f"expected {what} >= {low}, got {text}")
+        return value
+
+    parse.__name__ = f"{what} >= {low}"
+    return parse
+
+
+def _add_im2col_budget(parser):
+    parser.add_argument("--im2col-budget", metavar="SIZE", default=None,
+                        help="largest im2col column matrix, e.g. 512M or 2G (default 256M, or "
+                             "$MINIMAL_SEG_IM2COL_BUDGET)")
+
+
+def _set_im2col_budget(text):
+    from .functional.conv import set_im2col_budget
+
+    try:
+        set_im2col_budget(text)
+    except ValueError:
+        raise ValueError(f"argument --im2col-budget: expected a size such as 512M or 2G, got {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m minimal_seg",
                                      description="Semantic segmentation from scratch in NumPy/CuPy.")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_training_commands(sub)
     p = sub.add_parser("gradcheck", help="float64 gradient check of every op, printed as a table")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=at_least(0), default=0)
     _add_backend(p)
     p.set_defaults(func=cmd_gradcheck)
     _add_assignment_commands(sub)
@@ -321,15 +418,15 @@ def _add_bench_command(sub):
     p = sub.add_parser("bench", help="time conv/pool ops and a U-Net training step against PyTorch and the "
                                      "bare GEMMs (JSON + PNG)")
     p.add_argument("--quick", action="store_true", help="tiny shapes, few repeats (a smoke test)")
-    p.add_argument("--repeats", type=int, default=None, help="timed repeats per op (default 15, quick 3)")
-    p.add_argument("--warmup", type=int, default=None, help="untimed runs first (default 3, quick 1)")
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--size", type=int, default=64, help="image height and width")
-    p.add_argument("--base", type=int, default=16, help="channels of the first U-Net level")
+    p.add_argument("--repeats", type=at_least(1), default=None, help="timed repeats per op (default 15, quick 3)")
+    p.add_argument("--warmup", type=at_least(0), default=None, help="untimed runs first (default 3, quick 1)")
+    p.add_argument("--batch", type=at_least(1), default=8)
+    p.add_argument("--size", type=at_least(1), default=64, help="image height and width")
+    p.add_argument("--base", type=at_least(1), default=16, help="channels of the first U-Net level")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     p.add_argument("--out", default=".", help="folder for bench.json and bench.png (default: here)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--settle", type=float, default=0.15,
+    p.add_argument("--seed", type=at_least(0), default=0)
+    p.add_argument("--settle", type=at_least(0, float), default=0.15,
                    help="seconds between the NumPy and the torch timings, for BLAS/OpenMP threads to sleep")
     _add_backend(p)
     p.set_defaults(func=cmd_bench)
@@ -354,6 +451,7 @@ def _add_training_commands(sub):
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_backend(p)
+    _add_im2col_budget(p)
     p.set_defaults(func=cmd_train)
 
     from .compare import COMPARED
@@ -374,13 +472,15 @@ def _add_training_commands(sub):
     p.add_argument("--split")
     p.add_argument("--crf", action="store_true", help="also the mIoU after dense-CRF post-processing")
     _add_backend(p)
+    _add_im2col_budget(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="segment an image file; saves the colour mask as PNG")
     p.add_argument("checkpoint")
     p.add_argument("image")
-    p.add_argument("--out", help="output PNG (default IMAGE_mask.png)")
+    p.add_argument("--out", help="output PNG (default IMAGE_mask.png beside the image, e.g. picture.jpg_mask.png)")
     _add_backend(p)
+    _add_im2col_budget(p)
     p.set_defaults(func=cmd_predict)
 
 
@@ -392,6 +492,10 @@ def main(argv=None) -> int:
         try:
             set_backend(args.backend)
         except BackendUnavailableError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
+            return _error(err)
+    if getattr(args, "im2col_budget", None) is not None:
+        try:
+            _set_im2col_budget(args.im2col_budget)
+        except ValueError as err:
+            return _error(err)
     return args.func(args)

@@ -31,11 +31,11 @@ from dataclasses import dataclass, field
 import numpy
 
 from . import functional as F
-from .backend import array_module, asarray, get_backend, set_backend, to_numpy
-from .checkpoint import load_checkpoint, save_checkpoint
-from .data import batches, default_augmentation, get_dataset
+from .backend import BACKENDS, array_module, asarray, get_backend, set_backend, to_numpy
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .data import DATASETS, batches, dataset_spec, default_augmentation, get_dataset
 from .metrics import ConfusionMatrix
-from .models import build_model
+from .models import MODELS, build_model
 from .optim import SGD, Adam, CosineSchedule
 
 CHECKPOINT = "checkpoint.npz"
@@ -68,20 +68,61 @@ class TrainConfig:
     log_every: int = 5
 
     def data_kwargs(self, split):
-        if self.data == "nuclei":
-            return {}
+        """The keywords ``get_dataset`` takes for ``split`` of this run (see ``data.registry``)."""
         n = self.num_train if split == "train" else self.num_val
-        return {"num_images": n, "image_size": self.image_size, "seed": self.seed}
+        return dataset_spec(self.data).split_kwargs(n, self.image_size, self.seed)
+
+    def validate(self):
+        """Raise ConfigError naming the first field that cannot train (before any data is built)."""
+        for name, choices in _CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise ConfigError(name, f"must be one of {', '.join(sorted(choices))}, got {getattr(self, name)!r}")
+        for name, (ok, expected) in _RULES.items():
+            value = getattr(self, name)
+            if not ok(value):
+                raise ConfigError(name, f"must be {expected}, got {value!r}")
+        if self.crop_size is not None and not _is_int(self.crop_size, 1):
+            raise ConfigError("crop_size", f"must be an integer >= 1 (or None: whole images), got {self.crop_size!r}")
+        if os.path.exists(self.out) and not os.path.isdir(self.out):
+            raise ConfigError("out", f"must be a folder, but {self.out!r} is a file")
+        if not isinstance(self.model_options, dict):
+            raise ConfigError("model_options", f"must be a dict, got {self.model_options!r}")
+        return self
 
 
-# Settings that make each dataset train well by default (the command line's --data picks them).
-DATA_DEFAULTS = {
-    "shapes": {},
-    "nuclei": {"crop_size": 128, "repeat": 32, "augment": True, "batch_size": 8, "epochs": 8, "lr": 3e-3},
-    "mnist": {"num_train": 1000, "num_val": 200, "epochs": 6},
+class ConfigError(ValueError):
+    """A training setting that cannot work: "<field> <problem>" (the CLI prints the flag instead of the field)."""
+
+    def __init__(self, field, problem):
+        super().__init__(f"{field} {problem}")
+        self.field, self.problem = field, problem
+
+
+def _is_int(value, low):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _is_number(value, low, strict):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return False
+    return value > low if strict else value >= low
+
+
+def _int_at_least(low):
+    return (lambda v: _is_int(v, low)), f"an integer >= {low}"
+
+
+# What each numeric field of TrainConfig accepts: (test, what is expected).
+_RULES = {
+    **{name: _int_at_least(1) for name in ("epochs", "batch_size", "base_channels", "num_train", "num_val",
+                                           "image_size", "repeat", "log_every")},
+    **{name: _int_at_least(0) for name in ("seed", "warmup_steps")},
+    "lr": ((lambda v: _is_number(v, 0, strict=True)), "a finite number > 0"),
+    "weight_decay": ((lambda v: _is_number(v, 0, strict=False)), "a finite number >= 0"),
 }
-
-VAL_SPLIT = {"shapes": "val", "nuclei": "test", "mnist": "test"}
+LOSSES = ("ce", "dice", "ce+dice")
+OPTIMIZERS = ("adam", "sgd")
+_CHOICES = {"model": MODELS, "data": DATASETS, "optimizer": OPTIMIZERS, "loss": LOSSES, "backend": BACKENDS}
 
 
 class TrainingDiverged(RuntimeError):
@@ -104,7 +145,7 @@ def make_loss(name):
             return (F.softmax_cross_entropy_backward(dout, cache[0])
                     + F.dice_loss_backward(dout, cache[1]))
         return forward, backward
-    raise ValueError(f"unknown loss {name!r}; valid losses: ce, dice, ce+dice")
+    raise ValueError(f"unknown loss {name!r}; valid losses: {', '.join(LOSSES)}")
 
 
 def make_optimizer(config, model, total_steps):
@@ -113,7 +154,7 @@ def make_optimizer(config, model, total_steps):
     elif config.optimizer == "sgd":
         opt = SGD(model.parameters(), lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)
     else:
-        raise ValueError(f"unknown optimizer {config.optimizer!r}; valid: adam, sgd")
+        raise ValueError(f"unknown optimizer {config.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
     warmup = min(config.warmup_steps, total_steps // 5)  # short runs get a short warm-up
     return opt, CosineSchedule(opt, total_steps, min_lr=config.lr * 0.01, warmup_steps=warmup)
 
@@ -140,6 +181,38 @@ def predict(model, images, batch_size=16):
     return array_module(labels[0]).concatenate(labels, axis=0)
 
 
+def predict_image(model, image, tile=512, margin=32, max_pixels=1024 * 1024):
+    """Class map (H, W) of one host image (C, H, W), and the number of passes it took.
+
+    One pass when the image has at most ``max_pixels`` pixels and fits in
+    memory (the im2col budget). A larger image, or one that runs out of
+    memory, goes in overlapping tiles of ``tile`` pixels: each tile sees
+    ``margin`` pixels of context on every side and keeps its centre, so the
+    seams are rarely visible (models with a global context, like PSPNet's
+    pyramid pooling, see each tile's context instead of the image's). Whole
+    2000 x 2000 images would need GBs of activations (LinkNet: 3.5 GB, and
+    then its last transposed conv is over the im2col budget).
+    """
+    _, h, w = image.shape
+    if h * w <= max_pixels:
+        try:
+            return to_numpy(predict(model, image[None]))[0], 1
+        except MemoryError:
+            if max(h, w) <= tile:
+                raise
+    step = tile - 2 * margin
+    labels, passes = numpy.empty((h, w), dtype=numpy.int64), 0
+    for top in range(0, h, step):
+        for left in range(0, w, step):
+            y0, x0 = max(top - margin, 0), max(left - margin, 0)
+            window = image[None, :, y0:top + step + margin, x0:left + step + margin]
+            rows, cols = min(step, h - top), min(step, w - left)
+            part = to_numpy(predict(model, window))[0]
+            labels[top:top + rows, left:left + cols] = part[top - y0:top - y0 + rows, left - x0:left - x0 + cols]
+            passes += 1
+    return labels, passes
+
+
 def evaluate(model, dataset, batch_size=16, ignore_index=None) -> dict:
     """Metrics of the model on whole images: pixel accuracy, mIoU, mean Dice, per-class IoU/Dice."""
     matrix = ConfusionMatrix(dataset.num_classes, ignore_index=ignore_index)
@@ -147,6 +220,29 @@ def evaluate(model, dataset, batch_size=16, ignore_index=None) -> dict:
         for images, masks in batches(dataset, batch_size, shuffle=False):
             matrix.update(model(images), masks)
     return matrix.summary()
+
+
+def evaluation_set(ckpt, data=None, split=None):
+    """(data, split, dataset) a checkpoint is evaluated on: ``data``/``split``, else its data's held-out split.
+
+    Raises ConfigError (field "split" or "data") for a split the dataset does not have, or for data
+    whose class count or channels differ from those of the checkpoint's model.
+    """
+    saved = ckpt["meta"].get("train_config", {})
+    config = TrainConfig(**{k: v for k, v in saved.items() if k in TrainConfig.__dataclass_fields__})
+    data = data or config.data
+    spec = dataset_spec(data)
+    split = split or spec.val_split
+    if split not in spec.splits:
+        raise ConfigError("split", f"must be one of {', '.join(spec.splits)} for {data}, got {split!r}")
+    dataset = get_dataset(data, split, **(config.data_kwargs(split) if data == config.data else {}))
+    model = ckpt["meta"]["model_config"]
+    k, c = model.get("num_classes"), model.get("in_channels")
+    if (dataset.num_classes, dataset.images.shape[1]) != (k, c):
+        raise ConfigError("data", f"{data} has {dataset.num_classes} classes and {dataset.images.shape[1]} "
+                                  f"channel(s), but the checkpoint's model was trained on {config.data} "
+                                  f"({k} classes, {c} channel(s))")
+    return data, split, dataset
 
 
 def _history_files(out, history):
@@ -159,13 +255,44 @@ def _history_files(out, history):
         writer.writerows(history)
 
 
+def _check_crop(crop_size, image_hw):
+    if crop_size is not None and crop_size > min(image_hw):
+        raise ConfigError("crop_size", f"{crop_size} is larger than the images {tuple(image_hw)}")
+
+
+def _diverged_message(loss, epoch, path):
+    """Where the last good state is: the checkpoint of epoch ``epoch`` (0-based ``epoch`` epochs done), or none."""
+    kept = (f"The last good checkpoint (after epoch {epoch}) is kept at {path}." if epoch > 0 and os.path.exists(path)
+            else "No checkpoint was written (the first epoch diverged).")
+    return f"the loss became {loss} in epoch {epoch + 1}; stopped. {kept} Try a smaller --lr."
+
+
 def _check_resume(config, ckpt):
     saved = ckpt["meta"].get("train_config", {})
-    keys = ("model", "data", "base_channels", "seed", "image_size", "num_train", "model_options")
+    keys = ("model", "data", "base_channels", "seed", "image_size", "num_train", "model_options", "optimizer")
     diff = {k: (saved.get(k), getattr(config, k)) for k in keys if saved.get(k) != getattr(config, k)}
     if diff:
         lines = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in diff.items())
-        raise ValueError(f"cannot resume: the checkpoint was trained with another config ({lines})")
+        raise ConfigError(next(iter(diff)), f"differs from the checkpoint's, so the run cannot resume: the "
+                                            f"checkpoint was trained with another config ({lines})")
+
+
+def _restore(ckpt, path, model, optimizer, schedule):
+    """Load a checkpoint's weights, optimizer and schedule state; returns (history, first epoch to run)."""
+    meta = ckpt["meta"]
+    if not ckpt["optim"] or not ckpt["sched"] or not isinstance(meta.get("epoch"), int) \
+            or not isinstance(meta.get("history"), list):
+        raise CheckpointError(f"cannot resume from {path}: it holds the weights only (no optimizer state, "
+                              "schedule or epoch)")
+    try:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optim"])
+        schedule.load_state_dict(ckpt["sched"])
+    except (KeyError, ValueError) as err:
+        detail = str(err).strip("'\"")
+        detail = detail if len(detail) <= 200 else detail[:200] + " ..."
+        raise CheckpointError(f"cannot resume from {path}: its state does not match this run ({detail})") from None
+    return meta["history"], meta["epoch"] + 1
 
 
 def train(config: TrainConfig, resume=False, progress=True, log=print, stop_after=None) -> dict:
@@ -176,10 +303,16 @@ def train(config: TrainConfig, resume=False, progress=True, log=print, stop_afte
 
     Writes to ``config.out``: checkpoint.npz, metrics.csv, metrics.json and the figures.
     """
+    config.validate()
+    path = os.path.join(config.out, CHECKPOINT)
+    ckpt = load_checkpoint(path) if resume else None
+    if ckpt is not None:
+        _check_resume(config, ckpt)  # before any data is built
     if config.backend != get_backend():
         set_backend(config.backend)
     train_set = get_dataset(config.data, "train", **config.data_kwargs("train"))
-    val_set = get_dataset(config.data, VAL_SPLIT[config.data], **config.data_kwargs("val"))
+    val_set = get_dataset(config.data, dataset_spec(config.data).val_split, **config.data_kwargs("val"))
+    _check_crop(config.crop_size, train_set.images.shape[2:])
     model = build_model(config.model, in_channels=train_set.images.shape[1], num_classes=train_set.num_classes,
                         base_channels=config.base_channels, seed=config.seed, **config.model_options)
     train_arrays = (numpy.repeat(train_set.images, config.repeat, axis=0),
@@ -189,17 +322,10 @@ def train(config: TrainConfig, resume=False, progress=True, log=print, stop_afte
     loss_fns = make_loss(config.loss)
     transform = default_augmentation() if config.augment else None
     os.makedirs(config.out, exist_ok=True)
-    path = os.path.join(config.out, CHECKPOINT)
 
     history, start = [], 0
-    if resume:
-        ckpt = load_checkpoint(path)
-        _check_resume(config, ckpt)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optim"])
-        schedule.load_state_dict(ckpt["sched"])
-        history = ckpt["meta"]["history"]
-        start = ckpt["meta"]["epoch"] + 1
+    if ckpt is not None:
+        history, start = _restore(ckpt, path, model, optimizer, schedule)
         log(f"resumed from {path} after epoch {start}")
 
     last = config.epochs if stop_after is None else min(stop_after, config.epochs)
@@ -220,10 +346,7 @@ def train(config: TrainConfig, resume=False, progress=True, log=print, stop_afte
         epoch_losses = [float(v) for v in to_numpy(_stack(losses))]
         train_loss = sum(epoch_losses) / len(epoch_losses)
         if not math.isfinite(train_loss):
-            raise TrainingDiverged(
-                f"the loss became {train_loss} in epoch {epoch + 1}; stopped. The last good checkpoint "
-                f"(epoch {epoch}) is kept at {path}. Try a smaller --lr."
-            )
+            raise TrainingDiverged(_diverged_message(train_loss, epoch, path))
         seconds = time.perf_counter() - t0
         metrics = evaluate(model, val_set, config.batch_size)
         row = {"epoch": epoch + 1, "train_loss": train_loss, "seconds": seconds,

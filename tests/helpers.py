@@ -8,9 +8,14 @@ from minimal_seg.backend import to_numpy
 TOL = {np.float64: 1e-10, np.float32: 1e-4}
 
 
+# The PyTorch oracle is optional for a user (its CUDA build is 3 GB on Linux); CI always installs it.
+TORCH_CPU_INSTALL = "pip install torch --index-url https://download.pytorch.org/whl/cpu"
+NO_TORCH = f"the PyTorch oracle is not installed; install its CPU build (about 200 MB) with: {TORCH_CPU_INSTALL}"
+
+
 def torch_or_skip():
-    """Import torch (the oracle) or skip the test."""
-    return pytest.importorskip("torch")
+    """Import torch (the oracle) or skip the test, saying how to install the CPU build."""
+    return pytest.importorskip("torch", reason=NO_TORCH)
 
 
 def rand(rng, shape, dtype=np.float64):

@@ -39,9 +39,50 @@ def make_labels(rng, shape=SHAPE, ignore_index=None, frac=0.3):
 
 
 def test_one_hot(xp):
-    g = one_hot(xp.asarray([[[2, 0, 7]]]), 3, xp.float32)  # 7: out of range -> zero column
+    g = one_hot(xp.asarray([[[2, 0, 7]]]), 3, xp.float32, ignore_index=7)  # 7 ignored -> zero column
     assert g.shape == (1, 3, 1, 3) and g.dtype == np.float32
     assert g[0, :, 0, :].T.tolist() == [[0, 0, 1], [1, 0, 0], [0, 0, 0]]
+
+
+@pytest.mark.parametrize("labels, num_classes, error, message", [
+    ([[[2, 0, 7]]], 3, ValueError, r"labels must lie in \[0, num_classes\) = \[0, 3\).*found label 7"),
+    ([[[-1, 0, 1]]], 3, ValueError, "found label -1"),
+    ([[2, 0, 1]], 3, ValueError, r"labels must be 3-D \(N, H, W\)"),
+    ([[[0.0, 1.0]]], 3, TypeError, "labels must be an integer array"),
+    ([[[0, 1]]], 0, ValueError, "num_classes must be an integer >= 1, got 0"),
+    ([[[0, 1]]], 2.5, TypeError, "num_classes must be an integer"),
+])
+def test_one_hot_refuses_bad_input(xp, labels, num_classes, error, message):
+    with pytest.raises(error, match=message):
+        one_hot(xp.asarray(labels), num_classes, xp.float64)
+
+
+def test_losses_of_an_empty_batch_agree(xp):
+    """N = 0: every loss is 0 with a zero (empty) gradient; BCE used to give nan."""
+    logits, labels = xp.zeros((0, 3, 4, 4)), xp.zeros((0, 4, 4), dtype=xp.int64)
+    for forward, backward, target in (
+        (softmax_cross_entropy_forward, softmax_cross_entropy_backward, labels),
+        (dice_loss_forward, dice_loss_backward, labels),
+        (bce_with_logits_forward, bce_with_logits_backward, xp.zeros((0, 3, 4, 4))),
+    ):
+        loss, cache = forward(logits, target)
+        assert float(loss) == 0.0, forward.__name__
+        assert backward(1.0, cache).shape == logits.shape
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda x, y: softmax_cross_entropy_forward(x.astype("float16"), y), TypeError, "logits must be a floating"),
+    (lambda x, y: bce_with_logits_forward(x.astype("float16"), x), TypeError, r"float32 or float64\), got dtype float16"),
+    (lambda x, y: softmax_cross_entropy_forward(x, y, ignore_index=2.5), TypeError, "ignore_index must be an int"),
+    (lambda x, y: softmax_cross_entropy_forward(x, y, weight=x[0, :, 0, 0].astype("int64")), TypeError, "weight"),
+    (lambda x, y: dice_loss_forward(x, y, smooth=-1), ValueError, "smooth must be a finite number >= 0, got -1"),
+    (lambda x, y: jaccard_loss_forward(x, y, smooth=float("nan")), ValueError, "smooth must be a finite number"),
+    (lambda x, y: dice_loss_forward(x, y, smooth="1"), TypeError, "smooth must be a real number"),
+])
+def test_loss_options_are_checked(xp, call, error, message):
+    logits, labels = xp.zeros((1, 3, 2, 2)), xp.zeros((1, 2, 2), dtype=xp.int64)
+    with pytest.raises(error, match=message):
+        call(logits, labels)
 
 
 # ------------------------------------------------------------------ hand examples

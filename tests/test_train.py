@@ -162,3 +162,157 @@ def test_cli_evaluate_with_crf_prints_before_and_after(trained, capsys):
     before, after = (float(v) for v in crf.split("miou")[1].split("\n")[0].split("->"))
     assert 0 <= before <= 1 and 0 <= after <= 1
     assert f"{before:.4f}" in out.split("dense CRF")[0]  # "before" is the plain evaluation's mIoU
+
+
+# ---- bad input and faults ----------------------------------------------------------
+
+@pytest.mark.parametrize("field, value, message", [
+    ("batch_size", 0, "batch_size must be an integer >= 1, got 0"),
+    ("base_channels", -3, "base_channels must be an integer >= 1, got -3"),
+    ("epochs", 0, "epochs must be an integer >= 1"),
+    ("seed", -1, "seed must be an integer >= 0"),
+    ("lr", float("nan"), "lr must be a finite number > 0, got nan"),
+    ("epochs", 2.5, "epochs must be an integer"),
+    ("epochs", True, "epochs must be an integer"),
+    ("optimizer", "adagrad", "optimizer must be one of adam, sgd"),
+    ("data", "cityscapes", "data must be one of mnist, nuclei, shapes"),
+    ("crop_size", 0, "crop_size must be an integer >= 1"),
+])
+def test_config_is_checked_up_front_naming_the_field(tmp_path, field, value, message):
+    from minimal_seg.train import ConfigError
+
+    with pytest.raises(ConfigError, match=message) as info:
+        train(tiny_config(tmp_path / "run", **{field: value}), progress=False, log=lambda *_: None)
+    assert info.value.field == field
+    assert not (tmp_path / "run").exists()  # nothing was built or written
+
+
+def test_resume_with_another_optimizer_is_refused(tmp_path):
+    train(tiny_config(tmp_path, epochs=1), progress=False, log=lambda *_: None)
+    with pytest.raises(ValueError, match="optimizer: checkpoint 'adam' vs now 'sgd'"):
+        train(tiny_config(tmp_path, epochs=2, optimizer="sgd"), resume=True, progress=False)
+
+
+def test_nan_in_the_first_epoch_names_no_checkpoint(tmp_path, monkeypatch):
+    import minimal_seg.train as train_module
+
+    real_step = train_module.train_step
+    monkeypatch.setattr(train_module, "train_step", lambda *args: real_step(*args) * np.float32("nan"))
+    with pytest.raises(TrainingDiverged, match="in epoch 1; stopped. No checkpoint was written") as info:
+        train(tiny_config(tmp_path, epochs=2), progress=False, log=lambda *_: None)
+    assert "checkpoint.npz" not in str(info.value)
+    assert not (tmp_path / "checkpoint.npz").exists()
+
+
+def test_checkpoint_mode_follows_the_umask(tmp_path):
+    model = build_model("fcn32s", in_channels=1, num_classes=2, base_channels=2)
+    old = os.umask(0o022)
+    try:
+        path = save_checkpoint(tmp_path / "c.npz", model)
+    finally:
+        os.umask(old)
+    assert os.stat(path).st_mode & 0o777 == 0o644
+
+
+def test_stale_temp_files_go_at_the_next_save(tmp_path):
+    model = build_model("fcn32s", in_channels=1, num_classes=2, base_channels=2)
+    stale = tmp_path / ".tmp-c.npz-killed.npz"
+    stale.write_bytes(b"half a write")
+    other = tmp_path / ".tmp-other.npz-x.npz"  # another checkpoint's temp file is not ours to delete
+    other.write_bytes(b"")
+    save_checkpoint(tmp_path / "c.npz", model)
+    assert not stale.exists() and other.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".tmp-other.npz-x.npz", "c.npz"]
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "an empty file"),
+    (b"hello\n", "not a complete .npz"),
+    (b"\x89PNG\r\n\x1a\n" + bytes(100), "not a complete .npz"),
+])
+def test_foreign_files_are_one_line_without_a_pickle_hint(tmp_path, content, message):
+    from minimal_seg.checkpoint import CheckpointError
+
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(content)
+    with pytest.raises(CheckpointError, match=message) as info:
+        load_checkpoint(bad)
+    assert "pickle" not in str(info.value) and "\n" not in str(info.value)
+
+
+def test_truncated_and_pickled_checkpoints(tmp_path):
+    from minimal_seg.checkpoint import CheckpointError
+
+    path = save_checkpoint(tmp_path / "c.npz", build_model("fcn32s", in_channels=1, num_classes=2, base_channels=2))
+    data = open(path, "rb").read()
+    (tmp_path / "half.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="half.npz is not a readable .npz checkpoint"):
+        load_checkpoint(tmp_path / "half.npz")
+    np.savez(tmp_path / "obj.npz", meta=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(CheckpointError, match="pickled.*not loaded") as info:
+        load_checkpoint(tmp_path / "obj.npz")
+    assert "allow_pickle" not in str(info.value)
+
+
+class PerPixelModel:
+    """A stand-in model whose class map depends on each pixel alone, and that runs out of memory on big inputs."""
+
+    def __init__(self, max_pixels):
+        self.max_pixels, self.calls = max_pixels, 0
+
+    def eval_mode(self):
+        import contextlib
+
+        return contextlib.nullcontext()
+
+    def __call__(self, x):
+        self.calls += 1
+        if x.shape[2] * x.shape[3] > self.max_pixels:
+            raise MemoryError("im2col needs more than the budget")
+        return np.concatenate([x, -x], axis=1)  # class 0 where x > 0
+
+
+def test_predict_image_tiles_what_does_not_fit():
+    from minimal_seg.train import predict_image
+
+    image = np.random.default_rng(0).standard_normal((1, 300, 257)).astype(np.float32)
+    whole, passes = predict_image(PerPixelModel(10**6), image)
+    assert passes == 1
+    tiled, passes = predict_image(PerPixelModel(100 * 100), image, tile=100, margin=10)
+    assert passes == 4 * 4  # steps of 80 pixels: 300 -> 4 rows, 257 -> 4 columns
+    np.testing.assert_array_equal(tiled, whole)
+    np.testing.assert_array_equal(whole, (image[0] < 0).astype(np.int64))
+    with pytest.raises(MemoryError):
+        predict_image(PerPixelModel(10), image[:, :50, :50], tile=100, margin=10)
+    # an image over max_pixels is tiled without a whole-image attempt (which would fail here)
+    model = PerPixelModel(100 * 100)
+    tiled, passes = predict_image(model, image, tile=100, margin=10, max_pixels=100 * 100)
+    assert passes == model.calls == 16
+    np.testing.assert_array_equal(tiled, whole)
+
+
+def test_cli_predict_names_the_mask_after_the_whole_file_name(trained, tmp_path, capsys):
+    import matplotlib.image
+
+    from minimal_seg.data import Shapes
+
+    image = Shapes(1, 32, seed=3).images[0, 0]
+    folder = tmp_path / "d.v2"
+    folder.mkdir()
+    matplotlib.image.imsave(folder / "picture.png", image, cmap="gray")
+    matplotlib.image.imsave(folder / "picture.jpg", np.stack([image] * 3, axis=-1).clip(-1, 1) / 2 + 0.5)
+    (folder / "picture").write_bytes((folder / "picture.png").read_bytes())
+    for name in ("picture", "picture.png", "picture.jpg"):
+        assert cli.main(["predict", str(trained), str(folder / name)]) == 0
+    assert sorted(p.name for p in folder.iterdir() if "mask" in p.name) == [
+        "picture.jpg_mask.png", "picture.png_mask.png", "picture_mask.png"]
+    assert "background" in capsys.readouterr().out  # the class names the checkpoint stores
+    out = tmp_path / "new" / "folder" / "m.png"
+    assert cli.main(["predict", str(trained), str(folder / "picture.png"), "--out", str(out)]) == 0
+    assert out.stat().st_size > 0
+
+
+def test_cli_evaluate_prints_class_names(trained, capsys):
+    assert cli.main(["evaluate", str(trained)]) == 0
+    out = capsys.readouterr().out
+    assert "iou_circle" in out and "dice_triangle" in out and "iou_0" not in out

@@ -21,7 +21,7 @@ Numerics. ``exp`` overflows for large arguments (``exp(89)`` is already
 from __future__ import annotations
 
 from ..backend import array_module
-from .common import Cache, check_float
+from .common import Cache, check_axis, check_dout, check_float
 
 
 def relu_forward(x):
@@ -38,6 +38,7 @@ def relu_forward(x):
 
 def relu_backward(dout, cache):
     """dx = dout where x > 0, else 0 (at x == 0 we take the subgradient 0, as PyTorch)."""
+    check_dout(dout, cache.mask.shape)
     return dout * cache.mask
 
 
@@ -58,6 +59,7 @@ def sigmoid_forward(x):
 def sigmoid_backward(dout, cache):
     """dx = dout * sigmoid(x) * (1 - sigmoid(x))."""
     s = cache.out
+    check_dout(dout, s.shape)
     return dout * s * (1 - s)
 
 
@@ -71,6 +73,7 @@ def softmax_forward(x, axis: int = 1):
     cache  ``out`` (the probabilities p) and ``axis``
     """
     check_float(x, "x")
+    axis = check_axis(axis, x.ndim)
     xp = array_module(x)
     e = xp.exp(x - x.max(axis=axis, keepdims=True))
     out = e / e.sum(axis=axis, keepdims=True)
@@ -88,6 +91,7 @@ def softmax_backward(dout, cache):
     The losses (Dice, Jaccard) call this too: they compute dL/dp and pass it here.
     """
     p, axis = cache.out, cache.axis
+    check_dout(dout, p.shape)
     return p * (dout - (dout * p).sum(axis=axis, keepdims=True))
 
 
@@ -100,6 +104,7 @@ def log_softmax(x, axis: int = 1):
     cross-entropy uses it so that -log p never becomes -log 0 = inf.
     """
     check_float(x, "x")
+    axis = check_axis(axis, x.ndim)
     xp = array_module(x)
     shifted = x - x.max(axis=axis, keepdims=True)
     return shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))

@@ -30,7 +30,7 @@ of both (the matrix product adds them up).
 from __future__ import annotations
 
 from ..backend import array_module, get_xp
-from .common import Cache, check_array, check_nchw
+from .common import Cache, check_dout, check_int_at_least, check_nchw
 from .shapes import positive_pair
 
 
@@ -42,6 +42,8 @@ def adaptive_pool_matrix(in_size: int, out_size: int, xp=None, dtype="float64"):
     zero elsewhere; every row sums to one. Built by comparing a column index
     with the bin bounds, so it needs no loop and no scatter.
     """
+    in_size = check_int_at_least(in_size, "in_size", 1)
+    out_size = check_int_at_least(out_size, "out_size", 1)
     xp = get_xp() if xp is None else xp
     i = xp.arange(out_size, dtype=xp.int64)
     start = (i * in_size) // out_size
@@ -73,9 +75,6 @@ def adaptive_avg_pool2d_forward(x, output_size):
 
 def adaptive_avg_pool2d_backward(dout, cache):
     """Gradient of adaptive average pooling: dx = P_h.T @ dout @ P_w, dout (N, C, OH, OW) -> dx (N, C, H, W)."""
-    check_array(dout, "dout")
-    expected = tuple(cache.x_shape[:2]) + (cache.P_h.shape[0], cache.P_w.shape[0])
-    if tuple(dout.shape) != expected:
-        raise ValueError(f"dout must have the forward output's shape {expected}, got {tuple(dout.shape)}")
+    check_dout(dout, tuple(cache.x_shape[:2]) + (cache.P_h.shape[0], cache.P_w.shape[0]))
     dout = dout.astype(cache.P_h.dtype, copy=False)
     return cache.P_h.T @ dout @ cache.P_w

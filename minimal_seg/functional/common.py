@@ -1,7 +1,21 @@
-"""Small helpers every functional op shares: the cache and argument checks."""
+"""Small helpers every functional op shares: the cache and argument checks.
+
+Every check raises ONE error that names the argument, says what was expected
+and what came: TypeError for the wrong kind of thing (a list instead of an
+array, float16, a float where an int belongs), ValueError for the right kind
+with a wrong value (a shape, a size below 1, NaN). The checks look only at
+shapes, dtypes and Python numbers: none reads array contents (that would
+cost a device->host sync on the GPU), so NaN *inside* an array flows through
+to NaN outputs, as in PyTorch.
+"""
 from __future__ import annotations
 
+import math
+import numbers
 from types import SimpleNamespace
+
+# The floating-point dtypes the ops compute in: float32 to train, float64 to check gradients.
+FLOAT_DTYPES = ("float32", "float64")
 
 
 class Cache(SimpleNamespace):
@@ -26,9 +40,9 @@ def check_ndim(x, ndim: int, name: str, layout: str = ""):
 
 
 def check_float(x, name: str):
-    """Raise TypeError unless ``x`` holds floating-point numbers."""
+    """Raise TypeError unless ``x`` holds float32 or float64 numbers (float16 is too coarse for the checks)."""
     check_array(x, name)
-    if x.dtype.kind != "f":
+    if x.dtype.name not in FLOAT_DTYPES:
         raise TypeError(f"{name} must be a floating-point array (float32 or float64), got dtype {x.dtype}")
 
 
@@ -58,10 +72,48 @@ def check_nchw(x, name: str = "x"):
 
 
 def check_dout(dout, shape):
-    """Raise unless the upstream gradient has the shape of the forward output."""
-    check_array(dout, "dout")
+    """Raise unless the upstream gradient is a float32/float64 array with the shape of the forward output."""
+    check_float(dout, "dout")
     if tuple(dout.shape) != tuple(shape):
         raise ValueError(f"dout must have the forward output's shape {tuple(shape)}, got {tuple(dout.shape)}")
+
+
+def check_int_at_least(value, name: str, low: int) -> int:
+    """``value`` as an int if it is an integer >= ``low`` (not a bool, not a float), else raise."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer >= {low}, got {value!r}")
+    if value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def check_number(value, name: str, low=None, high=None, strict: bool = False) -> float:
+    """``value`` as a float if it is a finite real number in [low, high] ((low, high] with ``strict``)."""
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    below = low is not None and (value <= low if strict else value < low)
+    if not math.isfinite(value) or below or (high is not None and value > high):
+        bounds = [f"{'>' if strict else '>='} {low}" if low is not None else None,
+                  f"<= {high}" if high is not None else None]
+        expected = " and ".join(b for b in bounds if b)
+        raise ValueError(f"{name} must be a finite number{' ' + expected if expected else ''}, got {value!r}")
+    return float(value)
+
+
+def check_bool(value, name: str) -> bool:
+    """Raise TypeError unless ``value`` is True or False (a flag, not a number)."""
+    if not isinstance(value, bool) and type(value).__name__ != "bool_":
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def check_axis(axis, ndim: int, name: str = "axis") -> int:
+    """``axis`` as an int in [-ndim, ndim), else raise."""
+    if not isinstance(axis, numbers.Integral) or isinstance(axis, bool):
+        raise TypeError(f"{name} must be an int, got {axis!r}")
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"{name} must lie in [-{ndim}, {ndim}) for a {ndim}-D array, got {axis}")
+    return int(axis)
 
 
 def window(start: int, step: int, count: int) -> slice:

@@ -25,7 +25,9 @@ H x W convolution that computes exactly the same numbers (see
 """
 from __future__ import annotations
 
-from .common import Cache, check_array, check_float, check_ndim, check_same_module
+import math
+
+from .common import Cache, check_array, check_dout, check_float, check_ndim, check_same_module
 
 
 def _check_linear(x, w, b):
@@ -63,8 +65,7 @@ def linear_forward(x, w, b=None):
 def linear_backward(dout, cache):
     """Gradients of out = x @ w.T + b: dout (N, D_out) -> (dx, dw, db); db is None without bias."""
     x, w = cache.x, cache.w
-    if tuple(dout.shape) != (x.shape[0], w.shape[0]):
-        raise ValueError(f"dout must have shape {(x.shape[0], w.shape[0])}, got {tuple(dout.shape)}")
+    check_dout(dout, (x.shape[0], w.shape[0]))
     dx = dout @ w
     dw = dout.T @ x
     db = dout.sum(axis=0) if cache.has_bias else None
@@ -86,4 +87,6 @@ def flatten_forward(x):
 
 def flatten_backward(dout, cache):
     """The gradient flows back through the same reshape: dout (N, C*H*W) -> dx (N, C, H, W)."""
+    n, rest = cache.x_shape[0], cache.x_shape[1:]
+    check_dout(dout, (n, int(math.prod(rest))))
     return dout.reshape(cache.x_shape)

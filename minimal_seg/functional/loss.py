@@ -23,22 +23,63 @@ sync to read its answer; on the GPU that is the only sync in these losses.
 """
 from __future__ import annotations
 
+import numbers
+
 from ..backend import array_module
 from .activation import log_softmax, sigmoid_forward, softmax_backward, softmax_forward
-from .common import Cache, check_array, check_int, check_nchw, check_same_module
+from .common import (
+    Cache,
+    check_array,
+    check_float,
+    check_int,
+    check_int_at_least,
+    check_nchw,
+    check_ndim,
+    check_number,
+    check_same_module,
+)
 
 
 # ----------------------------------------------------------------------------- helpers
 
-def one_hot(labels, num_classes: int, dtype):
+def one_hot(labels, num_classes: int, dtype, ignore_index=None):
     """g[n, k, h, w] = 1 if labels[n, h, w] == k else 0: (N, H, W) -> (N, K, H, W).
 
     A comparison with ``arange(K)`` on the class axis: no scatter, no loop.
-    Labels outside [0, K) (e.g. an ignore_index) give an all-zero column.
+    Pixels labelled ``ignore_index`` get an all-zero column; any other label
+    outside [0, K) raises ValueError (it would silently be a zero row).
+    The range check costs one reduction and one device->host sync.
     """
-    xp = array_module(labels)
-    classes = xp.arange(num_classes).reshape(1, -1, 1, 1)
+    check_ndim(labels, 3, "labels", "N, H, W")
+    check_int(labels, "labels")
+    num_classes = check_int_at_least(num_classes, "num_classes", 1)
+    try:
+        dtype = array_module(labels).dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be a NumPy dtype such as float32, got {dtype!r}") from None
+    ignore_index = _check_ignore_index(ignore_index)
+    bad = (labels < 0) | (labels >= num_classes)
+    if ignore_index is not None:
+        bad &= labels != ignore_index
+    if bool(bad.any()):
+        raise ValueError(f"labels must lie in [0, num_classes) = [0, {num_classes}) or equal ignore_index="
+                         f"{ignore_index}; found label {int(labels[bad].reshape(-1)[0])}")
+    return _one_hot(labels, num_classes, dtype)
+
+
+def _one_hot(labels, num_classes, dtype):
+    """``one_hot`` without the checks, for labels that were already checked."""
+    classes = array_module(labels).arange(num_classes).reshape(1, -1, 1, 1)
     return (labels[:, None, :, :] == classes).astype(dtype)
+
+
+def _check_ignore_index(ignore_index):
+    """None or an int (a label value to leave out)."""
+    if ignore_index is not None:
+        if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
+            raise TypeError(f"ignore_index must be an int or None, got {ignore_index!r}")
+        ignore_index = int(ignore_index)
+    return ignore_index
 
 
 def check_labels(logits, labels, ignore_index=None):
@@ -54,6 +95,7 @@ def check_labels(logits, labels, ignore_index=None):
     check_nchw(logits, "logits")
     check_int(labels, "labels")
     check_same_module("logits", logits, "labels", labels)
+    ignore_index = _check_ignore_index(ignore_index)
     n, k, h, w = logits.shape
     if tuple(labels.shape) != (n, h, w):
         raise ValueError(f"labels must have shape (N, H, W) = {(n, h, w)} to match logits of shape "
@@ -75,7 +117,7 @@ def check_labels(logits, labels, ignore_index=None):
 
 def _check_weight(weight, num_classes: int, logits):
     """Return ``weight`` (K,) cast to the logits' dtype, or raise."""
-    check_array(weight, "weight")
+    check_float(weight, "weight")
     check_same_module("logits", logits, "weight", weight)
     if tuple(weight.shape) != (num_classes,):
         raise ValueError(f"weight must have shape (K,) = ({num_classes},), got {tuple(weight.shape)}")
@@ -88,6 +130,8 @@ def _upstream(dout, like):
     (A NumPy float64 scalar or 0-d array would otherwise promote float32
     gradients to float64: NumPy 2 treats only Python numbers as "weak".)
     """
+    if not (isinstance(dout, numbers.Real) and not isinstance(dout, bool)) and getattr(dout, "ndim", None) != 0:
+        raise TypeError(f"dout must be a number or a 0-d array (the gradient of a scalar loss), got {dout!r}")
     return array_module(like).asarray(dout, dtype=like.dtype)
 
 
@@ -133,7 +177,7 @@ def softmax_cross_entropy_backward(dout, cache):
     scale_i = m_i w[y_i] / sum m w is 0 on ignored pixels, so they get no gradient.
     """
     p = cache.probs
-    g = one_hot(cache.labels, p.shape[1], p.dtype)
+    g = _one_hot(cache.labels, p.shape[1], p.dtype)
     return (p - g) * (_upstream(dout, p) * cache.scale)[:, None, :, :]
 
 
@@ -170,11 +214,9 @@ def bce_with_logits_forward(logits, targets, pos_weight=None):
     loss        0-d array, the logits' dtype
     cache       ``sig`` = sigmoid(z), ``targets``, ``log_weight`` = 1 + (w_pos - 1) t
     """
-    check_array(logits, "logits")
+    check_float(logits, "logits")
     check_array(targets, "targets")
     check_same_module("logits", logits, "targets", targets)
-    if logits.dtype.kind != "f":
-        raise TypeError(f"logits must be a floating-point array, got dtype {logits.dtype}")
     if tuple(targets.shape) != tuple(logits.shape):
         raise ValueError(f"targets must have the shape of logits {tuple(logits.shape)}, "
                          f"got {tuple(targets.shape)}")
@@ -190,7 +232,8 @@ def bce_with_logits_forward(logits, targets, pos_weight=None):
         log_weight = 1 + (pos_weight.astype(dtype, copy=False) - 1) * t
     elementwise = (1 - t) * logits + log_weight * _softplus(-logits, xp)
     sig, _ = sigmoid_forward(logits)
-    return xp.asarray(elementwise.mean()), Cache(sig=sig, targets=t, log_weight=log_weight)
+    # the mean over max(n, 1) elements: an empty batch gives loss 0 and no gradient, as CE and Dice do
+    return xp.asarray(elementwise.sum() / max(elementwise.size, 1)), Cache(sig=sig, targets=t, log_weight=log_weight)
 
 
 def bce_with_logits_backward(dout, cache):
@@ -200,7 +243,7 @@ def bce_with_logits_backward(dout, cache):
     the familiar dout / n * (s - t).
     """
     s, t = cache.sig, cache.targets
-    return (_upstream(dout, s) / s.size) * ((1 - t) + cache.log_weight * (s - 1))
+    return (_upstream(dout, s) / max(s.size, 1)) * ((1 - t) + cache.log_weight * (s - 1))
 
 
 # ----------------------------------------------------------------------------- Dice and Jaccard
@@ -219,7 +262,7 @@ def _soft_overlap(logits, labels, ignore_index):
     dtype = logits.dtype
     p, softmax_cache = softmax_forward(logits, axis=1)
     m = valid[:, None, :, :].astype(dtype)
-    g = one_hot(labels, logits.shape[1], dtype) * m  # ignored pixels: all-zero one-hot
+    g = _one_hot(labels, logits.shape[1], dtype) * m  # ignored pixels: all-zero one-hot
     axes = (0, 2, 3)
     return Cache(softmax=softmax_cache, g=g, m=m, inter=(p * g).sum(axis=axes),
                  p_sum=(p * m).sum(axis=axes), g_sum=g.sum(axis=axes))
@@ -250,7 +293,7 @@ def dice_loss_forward(logits, labels, smooth: float = 1.0, ignore_index=None):
     cache  the ``_soft_overlap`` cache plus ``score`` (dice_k, (K,)) and
            ``denom`` = P + G + smooth (K,)
     """
-    smooth = float(smooth)  # a Python float keeps the logits' dtype
+    smooth = check_number(smooth, "smooth", 0)  # a Python float keeps the logits' dtype
     c = _soft_overlap(logits, labels, ignore_index)
     c.denom = c.p_sum + c.g_sum + smooth
     c.score = (2 * c.inter + smooth) / c.denom
@@ -282,7 +325,7 @@ def jaccard_loss_forward(logits, labels, smooth: float = 1.0, ignore_index=None)
     cache  the ``_soft_overlap`` cache plus ``score`` (J_k, (K,)) and
            ``denom`` = U + smooth (K,)
     """
-    smooth = float(smooth)
+    smooth = check_number(smooth, "smooth", 0)
     c = _soft_overlap(logits, labels, ignore_index)
     c.denom = c.p_sum + c.g_sum - c.inter + smooth
     c.score = (c.inter + smooth) / c.denom

@@ -21,7 +21,7 @@ running_var, dgamma, dbeta are (C,).
 from __future__ import annotations
 
 from ..backend import array_module
-from .common import Cache, check_array, check_nchw
+from .common import Cache, check_bool, check_dout, check_float, check_nchw, check_number
 
 _AXES = (0, 2, 3)  # the axes a channel's statistics run over: N, H, W
 
@@ -32,7 +32,7 @@ def _per_channel(v):
 
 
 def _check_channel_vector(v, name: str, channels: int):
-    check_array(v, name)
+    check_float(v, name)
     if tuple(v.shape) != (channels,):
         raise ValueError(f"{name} must have shape (C,) = ({channels},), got {tuple(v.shape)}")
 
@@ -51,6 +51,9 @@ def batch_norm2d_forward(x, gamma, beta, running_mean, running_var, training: bo
                   (C,), ``training``
     """
     check_nchw(x, "x")
+    training = check_bool(training, "training")
+    momentum = check_number(momentum, "momentum", 0, 1)
+    eps = check_number(eps, "eps", 0)
     xp = array_module(x)
     channels = x.shape[1]
     for name, v in (("gamma", gamma), ("beta", beta)):
@@ -99,6 +102,7 @@ def batch_norm2d_backward(dout, cache):
     (the second line reuses dbeta and dgamma, the two sums we needed anyway).
     """
     xhat, gamma, inv_std = cache.xhat, cache.gamma, cache.inv_std
+    check_dout(dout, xhat.shape)
     dbeta = dout.sum(axis=_AXES)
     dgamma = (dout * xhat).sum(axis=_AXES)
     if not cache.training:

@@ -20,17 +20,24 @@ pixels were not used).
 from __future__ import annotations
 
 from ..backend import array_module
-from .common import Cache, check_dout, check_nchw
+from .common import Cache, check_array, check_axis, check_dout, check_int_at_least, check_nchw
+from .shapes import positive_pair
 
 
 def concat_forward(xs, axis: int = 1):
     """Concatenate arrays (N, C_i, H, W) along ``axis`` -> (N, sum C_i, H, W). cache: the sizes."""
-    xp = array_module(xs[0])
-    return xp.concatenate(xs, axis=axis), Cache(sizes=[x.shape[axis] for x in xs], axis=axis)
+    if not isinstance(xs, (list, tuple)) or not xs:
+        raise TypeError(f"xs must be a non-empty list of arrays, got {type(xs).__name__}")
+    for i, x in enumerate(xs):
+        check_array(x, f"xs[{i}]")
+    axis = check_axis(axis, xs[0].ndim)
+    out = array_module(xs[0]).concatenate(xs, axis=axis)
+    return out, Cache(sizes=[x.shape[axis] for x in xs], axis=axis, out_shape=out.shape)
 
 
 def concat_backward(dout, cache):
     """Split dout back into the pieces: a list of gradients, one per concatenated input."""
+    check_dout(dout, cache.out_shape)
     xp = array_module(dout)
     bounds = [sum(cache.sizes[:i + 1]) for i in range(len(cache.sizes) - 1)]
     return xp.split(dout, bounds, axis=cache.axis)
@@ -58,14 +65,15 @@ def pad_to_multiple_forward(x, multiple: int):
     H' = H + (-H mod multiple), likewise W'. cache: the original size (H, W).
     """
     check_nchw(x)
-    if isinstance(multiple, bool) or not isinstance(multiple, int) or multiple < 1:
-        raise ValueError(f"multiple must be an int >= 1, got {multiple!r}")
+    multiple = check_int_at_least(multiple, "multiple", 1)
     h, w = x.shape[2:]
-    return _zeros_bottom_right(x, (h + -h % multiple, w + -w % multiple)), Cache(size=(h, w))
+    out = _zeros_bottom_right(x, (h + -h % multiple, w + -w % multiple))
+    return out, Cache(size=(h, w), out_shape=tuple(out.shape))
 
 
 def pad_to_multiple_backward(dout, cache):
     """dout (N, C, H', W') -> dx (N, C, H, W): the gradient of a zero pad is the crop back to the input's size."""
+    check_dout(dout, cache.out_shape)
     return _top_left(dout, cache.size)
 
 
@@ -76,7 +84,7 @@ def crop_forward(x, size):
     cache: the full size (H', W') and the output's shape.
     """
     check_nchw(x)
-    h, w = (int(s) for s in size)
+    h, w = positive_pair(size, "size")
     if not (0 < h <= x.shape[2] and 0 < w <= x.shape[3]):
         raise ValueError(f"size must be a crop (H, W) of x's {tuple(x.shape[2:])}, got {tuple(size)}")
     out = _top_left(x, (h, w))

@@ -32,7 +32,7 @@ from __future__ import annotations
 import numbers
 
 from ..backend import array_module, get_xp
-from .common import Cache, check_array, check_nchw, check_dout
+from .common import Cache, check_dout, check_int_at_least, check_nchw, check_number
 from .shapes import positive_pair, upsample_output_size
 
 
@@ -140,8 +140,10 @@ def linear_interpolation_matrix(in_size, out_size, ratio=None, xp=None, dtype="f
     (out_size * in_size numbers, mostly zero): cheap at the image sizes of
     this course, and the clearest picture of interpolation as a linear map.
     """
+    in_size = check_int_at_least(in_size, "in_size", 1)
+    out_size = check_int_at_least(out_size, "out_size", 1)
+    ratio = in_size / out_size if ratio is None else check_number(ratio, "ratio", 0, strict=True)
     xp = get_xp() if xp is None else xp
-    ratio = in_size / out_size if ratio is None else ratio
     dst = xp.arange(out_size, dtype=xp.float64)
     src = xp.maximum((dst + 0.5) * ratio - 0.5, 0.0)
     i0 = xp.minimum(xp.floor(src).astype(xp.int64), in_size - 1)
