@@ -5,6 +5,7 @@ import sys
 import pytest
 
 from minimal_seg import backend, cli, gpu_check
+from minimal_seg.data.registry import DATASETS
 from minimal_seg.gpu_check import Step
 
 FAKE_MACHINE = {"device": "Fake GPU", "driver": "1.0", "cuda_runtime": "13.0", "cupy": "14.2", "numpy": "2.5",
@@ -111,4 +112,4 @@ def test_the_picture_for_predict_reads_back_as_a_model_input(tmp_path):
 
     gpu_check._write_picture(tmp_path / "picture.png")
     picture = np.asarray(matplotlib.image.imread(tmp_path / "picture.png"), dtype=np.float64)
-    assert cli._to_model_input(picture, 1, "shapes").shape == (1, 1, 64, 64)
+    assert DATASETS["shapes"].image_from_picture(picture, 1).shape == (1, 1, 64, 64)

@@ -94,7 +94,7 @@ def test_crop_gradcheck_and_adjoint(xp, size):
 def test_errors_name_the_argument(xp):
     x = _x(xp, (1, 1, 4, 4))
     for bad in (0, -2, 2.0, True):
-        with pytest.raises(ValueError, match="multiple must be an int >= 1"):
+        with pytest.raises(ValueError, match="multiple must be an integer >= 1"):
             F.pad_to_multiple_forward(x, bad)
     with pytest.raises(ValueError, match=r"size must be a crop \(H, W\) of x's \(4, 4\), got \(5, 4\)"):
         F.crop_forward(x, (5, 4))
