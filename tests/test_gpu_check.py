@@ -112,4 +112,4 @@ def test_the_picture_for_predict_reads_back_as_a_model_input(tmp_path):
 
     gpu_check._write_picture(tmp_path / "picture.png")
     picture = np.asarray(matplotlib.image.imread(tmp_path / "picture.png"), dtype=np.float64)
-    assert DATASETS["shapes"].image_from_picture(picture, 1).shape == (1, 1, 64, 64)
+    assert DATASETS["shapes"].image_from_picture(picture, 1).shape == (1, 64, 64)
