@@ -80,6 +80,11 @@ def register_backend(name: str, module) -> None:
     _registered[name] = module
 
 
+def backend_names() -> tuple:
+    """Every backend name ``set_backend`` knows: the built-in ones and the registered ones."""
+    return BACKENDS + tuple(_registered)
+
+
 def _module_for(name: str):
     if name in _registered:
         return _registered[name]

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy
 
 from . import functional as F
-from .backend import BACKENDS, array_module, asarray, get_backend, set_backend, to_numpy
+from .backend import array_module, asarray, backend_names, get_backend, to_numpy, use_backend
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .data import DATASETS, batches, dataset_spec, default_augmentation, get_dataset
 from .metrics import ConfusionMatrix
@@ -54,7 +54,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     warmup_steps: int = 10
     seed: int = 0
-    backend: str = "numpy"
+    backend: str = field(default_factory=get_backend)  # the current backend (numpy unless switched)
     out: str = "runs/unet-shapes"
     base_channels: int = 16
     model_options: dict = field(default_factory=dict)
@@ -74,7 +74,7 @@ class TrainConfig:
 
     def validate(self):
         """Raise ConfigError naming the first field that cannot train (before any data is built)."""
-        for name, choices in _CHOICES.items():
+        for name, choices in dict(_CHOICES, backend=backend_names()).items():
             if getattr(self, name) not in choices:
                 raise ConfigError(name, f"must be one of {', '.join(sorted(choices))}, got {getattr(self, name)!r}")
         for name, (ok, expected) in _RULES.items():
@@ -122,7 +122,7 @@ _RULES = {
 }
 LOSSES = ("ce", "dice", "ce+dice")
 OPTIMIZERS = ("adam", "sgd")
-_CHOICES = {"model": MODELS, "data": DATASETS, "optimizer": OPTIMIZERS, "loss": LOSSES, "backend": BACKENDS}
+_CHOICES = {"model": MODELS, "data": DATASETS, "optimizer": OPTIMIZERS, "loss": LOSSES}
 
 
 class TrainingDiverged(RuntimeError):
@@ -302,14 +302,18 @@ def train(config: TrainConfig, resume=False, progress=True, log=print, stop_afte
     after epoch e as if interrupted (the schedule still plans for ``config.epochs``).
 
     Writes to ``config.out``: checkpoint.npz, metrics.csv, metrics.json and the figures.
+    The run happens on ``config.backend``; the current backend is restored afterwards.
     """
     config.validate()
     path = os.path.join(config.out, CHECKPOINT)
     ckpt = load_checkpoint(path) if resume else None
     if ckpt is not None:
         _check_resume(config, ckpt)  # before any data is built
-    if config.backend != get_backend():
-        set_backend(config.backend)
+    with use_backend(config.backend):
+        return _train(config, path, ckpt, progress, log, stop_after)
+
+
+def _train(config, path, ckpt, progress, log, stop_after):
     train_set = get_dataset(config.data, "train", **config.data_kwargs("train"))
     val_set = get_dataset(config.data, dataset_spec(config.data).val_split, **config.data_kwargs("val"))
     _check_crop(config.crop_size, train_set.images.shape[2:])

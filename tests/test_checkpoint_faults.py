@@ -59,7 +59,7 @@ def save_seconds(tmp_path):
 
 
 def run_and_kill(out, epochs_to_see, delay):
-    """Start a child, wait for its ``epochs_to_see``-th epoch line, sleep ``delay``, SIGKILL it; its lines."""
+    """Start a child, wait for its ``epochs_to_see``-th epoch line, sleep ``delay``, SIGKILL it; all its lines."""
     env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), "MPLBACKEND": "Agg",
            "OPENBLAS_NUM_THREADS": "1"}
     child = subprocess.Popen([sys.executable, "-c", CHILD.format(options=OPTIONS), str(out)], env=env,
@@ -74,6 +74,7 @@ def run_and_kill(out, epochs_to_see, delay):
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=60)
+        lines += child.stdout.read().splitlines(keepends=True)  # epochs it finished while we slept
         child.stdout.close()
         child.stderr.close()
     return lines
