@@ -1,6 +1,7 @@
 """The command line: ``python -m minimal_seg COMMAND``.
 
-    train       train a model (default: a tiny U-Net on the Shapes data, a few CPU minutes)
+    train       train a model (default: a tiny U-Net on the Shapes data, a few CPU minutes;
+                --task detect: a tiny YOLO on Instance Shapes)
     evaluate    metrics of a checkpoint on a dataset split
     predict     colour mask of an image file from a checkpoint
     gradcheck   float64 gradient check of every op, as a table
@@ -52,6 +53,10 @@ def cmd_train(args) -> int:
 
     from .train import DATA_DEFAULTS, TrainConfig, TrainingDiverged, train
 
+    if args.task == "detect":
+        from .train_detect import cmd_train_detect
+
+        return cmd_train_detect(args)
     options = dict(DATA_DEFAULTS[args.data])
     for name in ("epochs", "batch_size", "lr", "seed", "base_channels", "loss", "crop_size", "optimizer"):
         value = getattr(args, name)
@@ -268,6 +273,8 @@ def _add_training_commands(sub):
     from .models import MODELS
 
     p = sub.add_parser("train", help="train a model; with no options a tiny U-Net on Shapes (a few CPU minutes)")
+    p.add_argument("--task", choices=["segment", "detect"], default="segment",
+                   help="segment (default), or detect: a tiny YOLO on instance_shapes (--model is not used)")
     p.add_argument("--model", choices=sorted(MODELS), default="unet")
     p.add_argument("--data", choices=sorted(DATASETS), default="shapes")
     p.add_argument("--epochs", type=int)
