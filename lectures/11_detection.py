@@ -321,15 +321,16 @@ print(report)
 
 # %%
 S = 8
-target = encode_targets([data.target(0)], num_classes=3, grid=S, image_size=64)[0]   # (5 + C, S, S)
+i0 = 1                                                  # a triangle, a circle and a square
+target = encode_targets([data.target(i0)], num_classes=3, grid=S, image_size=64)[0]   # (5 + C, S, S)
 print("target tensor:", target.shape, "; cells with an object:", int(target[0].sum()))
 fig, axes = plt.subplots(1, 5, figsize=(16, 3.4))
-axes[0].imshow(to_display(data.images[0]), cmap="gray")
+axes[0].imshow(to_display(data.images[i0]), cmap="gray")
 for k in range(S + 1):
     axes[0].axhline(k * 8 - 0.5, color="y", lw=0.5); axes[0].axvline(k * 8 - 0.5, color="y", lw=0.5)
-t0 = data.target(0)
-draw_boxes(axes[0], t0["boxes"], [names[c] for c in t0["labels"]], linewidth=1.2)
-centres = (t0["boxes"][:, :2] + t0["boxes"][:, 2:]) / 2
+objects = data.target(i0)
+draw_boxes(axes[0], objects["boxes"], [names[c] for c in objects["labels"]], linewidth=1.2)
+centres = (objects["boxes"][:, :2] + objects["boxes"][:, 2:]) / 2
 axes[0].plot(centres[:, 0] - 0.5, centres[:, 1] - 0.5, "r+", ms=10)
 axes[0].set_title("image, grid, box centres")
 panels = [(target[0], "objectness"), (target[1], "x in cell"), (target[3], "w / image width"),
