@@ -42,10 +42,10 @@ from .train import CHECKPOINT, TrainingDiverged, _history_files, _progress, _sta
 
 @dataclass
 class DetectConfig:
-    """Everything that defines a detection run. The defaults reach mAP@0.5 >= 0.7 in a few CPU minutes."""
+    """Everything that defines a detection run. The defaults reach mAP@0.5 >= 0.7 in about 6 CPU minutes."""
 
     data: str = "instance_shapes"
-    epochs: int = 12
+    epochs: int = 15
     batch_size: int = 32
     lr: float = 3e-3
     optimizer: str = "adam"
@@ -57,7 +57,7 @@ class DetectConfig:
     base_channels: int = 16
     depth: int = 3
     boxes_per_cell: int = 2
-    num_train: int = 2000
+    num_train: int = 3000
     num_val: int = 200
     image_size: int = 64
     lambda_coord: float = 5.0
