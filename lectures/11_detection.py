@@ -364,7 +364,8 @@ print(gradcheck(F.yolo_loss_forward, F.yolo_loss_backward, {"pred": pred, "targe
 # ## 11.6 Training a tiny YOLO
 #
 # `train_detect` is the loop of `python -m minimal_seg train --task detect` (see README for the full
-# run, which reaches mAP@0.5 above 0.7). Here a small budget: 8 base channels, 480 images, 6 epochs.
+# run: 6000 images, 8 epochs, mAP@0.5 0.80 in about 6 CPU minutes). Here a small budget: 8 base channels,
+# 480 images, 6 epochs.
 
 # %%
 with tempfile.TemporaryDirectory() as out:
