@@ -39,7 +39,7 @@ LAYERS = [
     ("nn", ("nn",)),                                             # layers with parameters
     ("models", ("models", "classical")),                         # architectures; classical methods
     ("above models", ("checkpoint", "assignments")),             # saved models; graded exercises
-    ("train", ("train",)),                                       # the training loop
+    ("train", ("train", "train_detect", "train_instance")),    # the training loops
     ("tools", ("bench", "compare", "gpu_check")),                # measure or verify the library, call train
     ("cli", ("cli", "__main__")),                                # the command line
 ]

@@ -122,6 +122,10 @@ BUGS = [
      "skip gradient overwrites the pool path's", "was overwritten"),
     ("a6", "d = d_pool + d_skip[level] if model.skips else d_pool", "d = d_pool", "skip gradient missing",
      "add the skip gradient"),
+    ("a7", "dx[b, :, row, col] += weight * dout[k, :, i, j]", "dx[b, :, row, col] = weight * dout[k, :, i, j]",
+     "RoIAlign backward overwrites instead of adding", "ADD (+=)"),
+    ("a7", "offset = 0.5 if aligned else 0.0", "offset = 0.0", "RoIAlign aligned without the half-cell shift",
+     "aligned subtracts 0.5"),
 ]
 
 

@@ -175,7 +175,7 @@ def test_cli_evaluate_with_crf_prints_before_and_after(trained, capsys):
     ("epochs", 2.5, "epochs must be an integer"),
     ("epochs", True, "epochs must be an integer"),
     ("optimizer", "adagrad", "optimizer must be one of adam, sgd"),
-    ("data", "cityscapes", "data must be one of mnist, nuclei, shapes"),
+    ("data", "cityscapes", "data must be one of instance_shapes, mnist, nuclei, shapes"),
     ("crop_size", 0, "crop_size must be an integer >= 1"),
 ])
 def test_config_is_checked_up_front_naming_the_field(tmp_path, field, value, message):

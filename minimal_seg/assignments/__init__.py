@@ -8,6 +8,7 @@ Six assignments, each one self-contained file that a student completes::
     a4  a4_dilated_conv.py      dilated conv by im2col; the receptive field, computed and measured
     a5  a5_losses.py            softmax cross-entropy and Dice: forward and backward
     a6  a6_unet_skips.py        U-Net's backward pass, summing the gradients at every skip
+    a7  a7_roi_align.py         RoIAlign forward and backward (lecture 004, two-stage detectors)
 
 **The reference solutions are not in this package.** They live in the
 repository, for the teacher, in ``lectures/assignments/solutions/``, between
@@ -117,6 +118,7 @@ ASSIGNMENTS = {a.name: a for a in [
     Assignment("a4", "a4_dilated_conv", "dilated convolution and the receptive field"),
     Assignment("a5", "a5_losses", "softmax cross-entropy and Dice: forward and backward"),
     Assignment("a6", "a6_unet_skips", "U-Net backward through the skip connections"),
+    Assignment("a7", "a7_roi_align", "RoIAlign forward and backward"),
 ]}
 
 
@@ -145,7 +147,7 @@ def _impl_path(assignment: Assignment, impl, solutions=None) -> Path:
 def check(assignment: str, impl=None, verbose: bool = True, solutions=None, held_out=None):
     """Run the autograder on one assignment; print the table (``verbose``) and return the Result.
 
-    assignment  "a1" ... "a6" (or the file stem)
+    assignment  "a1" ... "a7" (or the file stem)
     impl        path to the student's file, or to a folder holding it under its
                 usual name; None checks the reference solution
     solutions   the folder of reference solutions (for impl=None; default: the checkout's)

