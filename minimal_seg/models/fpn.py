@@ -1,0 +1,127 @@
+"""Feature Pyramid Network (Lin et al., 2017), small, with a semantic head (Kirillov et al., 2019).
+
+Bottom-up, top-down, lateral::
+
+    bottom-up (encoder)      lateral 1x1      top-down (nearest 2x)        smooth 3x3     semantic head
+    x ─ stage0 ─ f0 ──────── lat0 ─────── + ─ m0 ──────────────────────── out0 ─ p0 ─ conv ─────────────┐
+          │                               ↑ up                                                           │
+         pool ─ stage1 ─ f1 ─ lat1 ───── + ─ m1 ──────────────────────── out1 ─ p1 ─ conv ─ bilinear 2x ─ + ─ 1x1 ─ logits
+                  │                       ↑ up                                                           │
+                 pool ─ stage2 ─ f2 ─ lat2 + ─ m2 ─────────────────────── out2 ─ p2 ─ conv ─ bilinear 4x ─┤
+                          │               ↑ up                                                           │
+                         pool ─ stage3 ─ f3 ─ lat3 ─ m3 ───────────────── out3 ─ p3 ─ conv ─ bilinear 8x ─┘
+
+* **bottom-up**: ``blocks.Encoder`` (two 3x3 conv -> BN -> ReLU per level,
+  max pooling between levels): f_l has base_channels * 2**l channels at
+  1/2**l of the input.
+* **lateral**: a 1x1 conv brings every f_l to the same ``pyramid_channels`` P.
+* **top-down**: from the deepest level up, m_l = lat_l(f_l) + up(m_{l+1}),
+  with up = nearest-neighbour upsampling by 2; deep, semantic features reach
+  every resolution.
+* **smooth**: a 3x3 conv on each m_l gives the pyramid p_l (P channels each).
+  ``pyramid(x)`` returns [p_0, ..., p_depth]; a two-stage instance model
+  reads its RoIs from it.
+* **semantic head**: each p_l goes through 3x3 conv -> BN -> ReLU, is resized
+  to the input size by bilinear upsampling (2**l), the maps are summed and a
+  1x1 conv scores the classes.
+
+Backward runs it in reverse. A sum hands its gradient unchanged to every
+term; m_l was read twice (by out_l and by the upsampling into level l - 1),
+so its gradient is the sum of both; f_l was read by lat_l and by the next
+pool (summed in ``Encoder.backward``). Input sizes that do not divide by
+2**depth are zero-padded at the bottom/right and the logits cropped back.
+"""
+from __future__ import annotations
+
+from .. import functional as F
+from .. import nn
+from ..nn.init import as_generator
+from .base import Model
+from .blocks import Encoder, conv_bn_relu, level_widths
+
+
+class FPN(Model):
+    """FPN(in_channels, num_classes, base_channels=16, depth=3, pyramid_channels=None, batch_norm=True, seed=0).
+
+    forward: x (N, in_channels, H, W) -> logits (N, num_classes, H, W).
+    ``pyramid(x)`` -> [p_0 .. p_depth], p_l (N, P, H / 2**l, W / 2**l) with
+    P = ``pyramid_channels`` (default 2 * base_channels); ``pyramid_backward``
+    takes one gradient per level (None where unused) and returns dx.
+    """
+
+    name = "fpn"
+
+    def __init__(self, in_channels=1, num_classes=4, base_channels=16, depth=3, pyramid_channels=None,
+                 batch_norm=True, seed=0):
+        pyramid_channels = int(pyramid_channels or 2 * base_channels)
+        super().__init__(in_channels=in_channels, num_classes=num_classes, base_channels=base_channels,
+                         depth=depth, pyramid_channels=pyramid_channels, batch_norm=batch_norm, seed=seed)
+        widths, rng = level_widths(base_channels, depth), as_generator(seed)
+        self.depth, p = depth, pyramid_channels
+        self.encoder = Encoder(in_channels, widths, rng, batch_norm)
+        self.lateral = [nn.Conv2d(c, p, 1, rng=rng) for c in widths]
+        self.top_down = [nn.UnpoolNearest(2) for _ in range(depth)]  # top_down[l]: m_{l+1} -> level l
+        self.smooth = [nn.Conv2d(p, p, 3, padding=1, rng=rng) for _ in widths]
+        self.semantic = [conv_bn_relu(p, p, rng, batch_norm) for _ in widths]
+        self.resize = [nn.Identity()] + [nn.UpsampleBilinear(scale=2 ** level) for level in range(1, depth + 1)]
+        self.head = nn.Conv2d(p, num_classes, 1, rng=rng)
+
+    def children(self):
+        named = {"encoder": self.encoder}
+        for level in reversed(range(self.depth + 1)):
+            named[f"lateral{level}"] = self.lateral[level]
+            if level < self.depth:
+                named[f"top_down{level}"] = self.top_down[level]
+            named[f"smooth{level}"] = self.smooth[level]
+        for level in range(self.depth + 1):
+            named[f"semantic{level}"] = self.semantic[level]
+            named[f"resize{level}"] = self.resize[level]
+        named["head"] = self.head
+        return named
+
+    # --- the pyramid: bottom-up, lateral, top-down, smooth -------------------------------------
+
+    def pyramid(self, x):
+        """[p_0, ..., p_depth] of x (N, C, H, W) with H, W divisible by 2**depth."""
+        f = self.encoder(x)
+        m = [None] * (self.depth + 1)
+        m[self.depth] = self.lateral[self.depth](f[self.depth])
+        for level in reversed(range(self.depth)):
+            m[level] = self.lateral[level](f[level]) + self.top_down[level](m[level + 1])
+        return [smooth(m_l) for smooth, m_l in zip(self.smooth, m)]
+
+    def pyramid_backward(self, d_p):
+        """Gradients of the pyramid levels (None where unused) -> dx."""
+        d_f = [None] * (self.depth + 1)
+        d_up = None  # what m_{l-1}'s upsampling sent back to m_l
+        for level in range(self.depth + 1):  # top-down ran deepest first: undo it from level 0
+            d_m = self.smooth[level].backward(d_p[level]) if d_p[level] is not None else None
+            d_m = self._sum_of_two_readers(d_m, d_up)
+            if d_m is None:  # nothing read this level or any finer one
+                continue
+            d_f[level] = self.lateral[level].backward(d_m)
+            if level < self.depth:
+                d_up = self.top_down[level].backward(d_m)  # d(a + up(b)) / db = up^T dout
+        return self.encoder.backward(d_f)
+
+    @staticmethod
+    def _sum_of_two_readers(d_smooth, d_up):
+        """m_l fed smooth_l and the upsampling into level l - 1: add the gradients, never overwrite."""
+        if d_smooth is None or d_up is None:
+            return d_up if d_smooth is None else d_smooth
+        return d_smooth + d_up
+
+    # --- the semantic segmentation model ----------------------------------------------------------
+
+    def forward(self, x):
+        x, self._pad = F.pad_to_multiple_forward(x, 2 ** self.depth)
+        p = self.pyramid(x)
+        merged = sum(resize(semantic(p_l)) for semantic, resize, p_l in zip(self.semantic, self.resize, p))
+        self._padded_size = merged.shape[2:]
+        return F.crop(self.head(merged), self._pad.size)
+
+    def backward(self, dout):
+        d_merged = self.head.backward(F.uncrop(dout, self._padded_size))
+        # the sum hands d_merged to every level unchanged
+        d_p = [semantic.backward(resize.backward(d_merged)) for semantic, resize in zip(self.semantic, self.resize)]
+        return F.pad_to_multiple_backward(self.pyramid_backward(d_p), self._pad)
