@@ -57,7 +57,7 @@ class FPN(Model):
         super().__init__(in_channels=in_channels, num_classes=num_classes, base_channels=base_channels,
                          depth=depth, pyramid_channels=pyramid_channels, batch_norm=batch_norm, seed=seed)
         widths, rng = level_widths(base_channels, depth), as_generator(seed)
-        self.depth, p = depth, pyramid_channels
+        self.depth, self.output_stride, p = depth, 2 ** depth, pyramid_channels
         self.encoder = Encoder(in_channels, widths, rng, batch_norm)
         self.lateral = [nn.Conv2d(c, p, 1, rng=rng) for c in widths]
         self.top_down = [nn.UnpoolNearest(2) for _ in range(depth)]  # top_down[l]: m_{l+1} -> level l
@@ -113,15 +113,23 @@ class FPN(Model):
 
     # --- the semantic segmentation model ----------------------------------------------------------
 
-    def forward(self, x):
-        x, self._pad = F.pad_to_multiple_forward(x, 2 ** self.depth)
+    def forward_body(self, x):
+        """x with H, W divisible by 2**depth -> logits of the same size."""
         p = self.pyramid(x)
-        merged = sum(resize(semantic(p_l)) for semantic, resize, p_l in zip(self.semantic, self.resize, p))
-        self._padded_size = merged.shape[2:]
-        return F.crop(self.head(merged), self._pad.size)
+        return self.head(sum(resize(semantic(p_l)) for semantic, resize, p_l in zip(self.semantic, self.resize, p)))
 
-    def backward(self, dout):
-        d_merged = self.head.backward(F.uncrop(dout, self._padded_size))
+    def backward_body(self, dout):
+        d_merged = self.head.backward(dout)
         # the sum hands d_merged to every level unchanged
         d_p = [semantic.backward(resize.backward(d_merged)) for semantic, resize in zip(self.semantic, self.resize)]
-        return F.pad_to_multiple_backward(self.pyramid_backward(d_p), self._pad)
+        return self.pyramid_backward(d_p)
+
+    # pad to a multiple of 2**depth around the body, crop back (the other models do the same)
+    def forward(self, x):
+        x, self._pad = F.pad_to_multiple_forward(x, self.output_stride)
+        logits = self.forward_body(x)
+        self._padded_size = logits.shape[2:]
+        return F.crop(logits, self._pad.size)
+
+    def backward(self, dout):
+        return F.pad_to_multiple_backward(self.backward_body(F.uncrop(dout, self._padded_size)), self._pad)
