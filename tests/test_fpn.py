@@ -10,6 +10,7 @@ import pytest
 from minimal_seg.backend import array_module, asarray, to_numpy
 from minimal_seg.gradcheck import check_gradients, gradcheck_layer
 from minimal_seg.models import FPN, MODELS, build_model
+from minimal_seg.models.fpn import FPNBackbone
 
 EPS, MODEL_TOL = 1e-6, 1e-5
 
@@ -47,17 +48,17 @@ def test_whole_model_gradcheck_odd_size(xp):
 def _pyramid_readout(model, x, levels):
     """(run, analytic) of y = sum over the chosen levels l of (l + 1) * sum_{c,h,w} p_l: one number per image."""
     def run():
-        p = model.pyramid(x)
+        p = model.backbone(x)
         return sum((level + 1) * p[level].sum(axis=(1, 2, 3)) for level in levels)
 
     def analytic(dout):
         model.zero_grad()
-        p = model.pyramid(x)
+        p = model.backbone(x)
         xp = array_module(dout)
         d_p = [None] * len(p)
         for level in levels:
             d_p[level] = xp.broadcast_to((level + 1) * dout[:, None, None, None], p[level].shape).copy()
-        return {"x": model.pyramid_backward(d_p), **dict(model.named_grads())}
+        return {"x": model.backbone.backward(d_p), **dict(model.named_grads())}
 
     return run, analytic
 
@@ -76,20 +77,20 @@ def test_top_down_is_lateral_plus_nearest_upsampled_deeper_level(xp):
     """m_l = lat_l(f_l) + repeat(m_{l+1}, 2, 2): recompute the pathway by hand from the layers' outputs."""
     model = FPN(in_channels=1, num_classes=2, base_channels=2, depth=2).astype(np.float64)
     x = _x(xp, (1, 1, 8, 8))
-    f = model.encoder(x)
-    lat = [to_numpy(model.lateral[level](f[level])) for level in range(3)]
+    f = model.backbone.encoder(x)
+    lat = [to_numpy(model.backbone.lateral[level](f[level])) for level in range(3)]
     m2 = lat[2]
     m1 = lat[1] + m2.repeat(2, axis=2).repeat(2, axis=3)
     m0 = lat[0] + m1.repeat(2, axis=2).repeat(2, axis=3)
-    expected = [to_numpy(smooth(asarray(m))) for smooth, m in zip(model.smooth, (m0, m1, m2))]
-    for have, want in zip(model.pyramid(x), expected):
+    expected = [to_numpy(smooth(asarray(m))) for smooth, m in zip(model.backbone.smooth, (m0, m1, m2))]
+    for have, want in zip(model.backbone(x), expected):
         np.testing.assert_allclose(to_numpy(have), want, rtol=1e-12, atol=1e-12)
 
 
 def test_overwritten_top_down_gradient_is_caught(xp, monkeypatch):
     model, x = _tiny(), _x(xp, (2, 2, 16, 16))
     overwrite = staticmethod(lambda d_smooth, d_up: d_smooth if d_up is None else d_up)
-    monkeypatch.setattr(FPN, "_sum_of_two_readers", overwrite)
+    monkeypatch.setattr(FPNBackbone, "_sum_of_two_readers", overwrite)
     report = gradcheck_layer(model, x, eps=EPS, tol=MODEL_TOL, directions=2)
     assert report.max_rel_error > 1e-2, str(report)
 
@@ -108,7 +109,7 @@ def test_output_has_input_size_in_float32(xp, size):
 
 def test_pyramid_levels_have_pyramid_channels_at_halving_sizes(xp):
     model = FPN(in_channels=1, base_channels=2, depth=3, pyramid_channels=5)
-    p = model.pyramid(xp.zeros((1, 1, 32, 16), dtype=np.float32))
+    p = model.backbone(xp.zeros((1, 1, 32, 16), dtype=np.float32))
     assert [q.shape for q in p] == [(1, 5, 32 // 2 ** level, 16 // 2 ** level) for level in range(4)]
 
 

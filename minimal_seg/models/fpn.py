@@ -19,8 +19,8 @@ Bottom-up, top-down, lateral::
   with up = nearest-neighbour upsampling by 2; deep, semantic features reach
   every resolution.
 * **smooth**: a 3x3 conv on each m_l gives the pyramid p_l (P channels each).
-  ``pyramid(x)`` returns [p_0, ..., p_depth]; a two-stage instance model
-  reads its RoIs from it.
+  ``FPNBackbone`` returns [p_0, ..., p_depth]; the two-stage instance
+  model (``mask_rcnn_lite``) reads its RoIs from it.
 * **semantic head**: each p_l goes through 3x3 conv -> BN -> ReLU, is resized
   to the input size by bilinear upsampling (2**l), the maps are summed and a
   1x1 conv scores the classes.
@@ -40,31 +40,22 @@ from .base import Model
 from .blocks import Encoder, conv_bn_relu, level_widths
 
 
-class FPN(Model):
-    """FPN(in_channels, num_classes, base_channels=16, depth=3, pyramid_channels=None, batch_norm=True, seed=0).
+class FPNBackbone(nn.Layer):
+    """The pyramid alone: FPNBackbone(in_channels, widths, pyramid_channels, rng, batch_norm=True).
 
-    forward: x (N, in_channels, H, W) -> logits (N, num_classes, H, W).
-    ``pyramid(x)`` -> [p_0 .. p_depth], p_l (N, P, H / 2**l, W / 2**l) with
-    P = ``pyramid_channels`` (default 2 * base_channels); ``pyramid_backward``
-    takes one gradient per level (None where unused) and returns dx.
+    ``forward(x)`` -> [p_0 .. p_depth], p_l (N, P, H / 2**l, W / 2**l), for x
+    with H, W divisible by 2**depth (depth = len(widths) - 1). ``backward``
+    takes one gradient per level (None where nothing read it) and returns dx.
+    Two models read it: ``FPN`` (semantic head) and ``MaskRCNNLite`` (RoIs).
     """
 
-    name = "fpn"
-
-    def __init__(self, in_channels=1, num_classes=4, base_channels=16, depth=3, pyramid_channels=None,
-                 batch_norm=True, seed=0):
-        pyramid_channels = int(pyramid_channels or 2 * base_channels)
-        super().__init__(in_channels=in_channels, num_classes=num_classes, base_channels=base_channels,
-                         depth=depth, pyramid_channels=pyramid_channels, batch_norm=batch_norm, seed=seed)
-        widths, rng = level_widths(base_channels, depth), as_generator(seed)
-        self.depth, self.output_stride, p = depth, 2 ** depth, pyramid_channels
+    def __init__(self, in_channels, widths, pyramid_channels, rng, batch_norm=True):
+        super().__init__()
+        self.depth, p = len(widths) - 1, pyramid_channels
         self.encoder = Encoder(in_channels, widths, rng, batch_norm)
         self.lateral = [nn.Conv2d(c, p, 1, rng=rng) for c in widths]
-        self.top_down = [nn.UnpoolNearest(2) for _ in range(depth)]  # top_down[l]: m_{l+1} -> level l
+        self.top_down = [nn.UnpoolNearest(2) for _ in range(self.depth)]  # top_down[l]: m_{l+1} -> level l
         self.smooth = [nn.Conv2d(p, p, 3, padding=1, rng=rng) for _ in widths]
-        self.semantic = [conv_bn_relu(p, p, rng, batch_norm) for _ in widths]
-        self.resize = [nn.Identity()] + [nn.UpsampleBilinear(scale=2 ** level) for level in range(1, depth + 1)]
-        self.head = nn.Conv2d(p, num_classes, 1, rng=rng)
 
     def children(self):
         named = {"encoder": self.encoder}
@@ -73,16 +64,9 @@ class FPN(Model):
             if level < self.depth:
                 named[f"top_down{level}"] = self.top_down[level]
             named[f"smooth{level}"] = self.smooth[level]
-        for level in range(self.depth + 1):
-            named[f"semantic{level}"] = self.semantic[level]
-            named[f"resize{level}"] = self.resize[level]
-        named["head"] = self.head
         return named
 
-    # --- the pyramid: bottom-up, lateral, top-down, smooth -------------------------------------
-
-    def pyramid(self, x):
-        """[p_0, ..., p_depth] of x (N, C, H, W) with H, W divisible by 2**depth."""
+    def forward(self, x):
         f = self.encoder(x)
         m = [None] * (self.depth + 1)
         m[self.depth] = self.lateral[self.depth](f[self.depth])
@@ -90,8 +74,7 @@ class FPN(Model):
             m[level] = self.lateral[level](f[level]) + self.top_down[level](m[level + 1])
         return [smooth(m_l) for smooth, m_l in zip(self.smooth, m)]
 
-    def pyramid_backward(self, d_p):
-        """Gradients of the pyramid levels (None where unused) -> dx."""
+    def backward(self, d_p):
         d_f = [None] * (self.depth + 1)
         d_up = None  # what m_{l-1}'s upsampling sent back to m_l
         for level in range(self.depth + 1):  # top-down ran deepest first: undo it from level 0
@@ -111,18 +94,48 @@ class FPN(Model):
             return d_up if d_smooth is None else d_smooth
         return d_smooth + d_up
 
-    # --- the semantic segmentation model ----------------------------------------------------------
+
+class FPN(Model):
+    """FPN(in_channels, num_classes, base_channels=16, depth=3, pyramid_channels=None, batch_norm=True, seed=0).
+
+    forward: x (N, in_channels, H, W) -> logits (N, num_classes, H, W).
+    ``backbone`` is the ``FPNBackbone`` (P = ``pyramid_channels``, default
+    2 * base_channels); ``semantic[l]`` and ``resize[l]`` bring p_l to the
+    input size; ``head`` scores the classes.
+    """
+
+    name = "fpn"
+
+    def __init__(self, in_channels=1, num_classes=4, base_channels=16, depth=3, pyramid_channels=None,
+                 batch_norm=True, seed=0):
+        pyramid_channels = int(pyramid_channels or 2 * base_channels)
+        super().__init__(in_channels=in_channels, num_classes=num_classes, base_channels=base_channels,
+                         depth=depth, pyramid_channels=pyramid_channels, batch_norm=batch_norm, seed=seed)
+        widths, rng = level_widths(base_channels, depth), as_generator(seed)
+        self.depth, self.output_stride, p = depth, 2 ** depth, pyramid_channels
+        self.backbone = FPNBackbone(in_channels, widths, p, rng, batch_norm)
+        self.semantic = [conv_bn_relu(p, p, rng, batch_norm) for _ in widths]
+        self.resize = [nn.Identity()] + [nn.UpsampleBilinear(scale=2 ** level) for level in range(1, depth + 1)]
+        self.head = nn.Conv2d(p, num_classes, 1, rng=rng)
+
+    def children(self):
+        named = {"backbone": self.backbone}
+        for level in range(self.depth + 1):
+            named[f"semantic{level}"] = self.semantic[level]
+            named[f"resize{level}"] = self.resize[level]
+        named["head"] = self.head
+        return named
 
     def forward_body(self, x):
         """x with H, W divisible by 2**depth -> logits of the same size."""
-        p = self.pyramid(x)
+        p = self.backbone(x)
         return self.head(sum(resize(semantic(p_l)) for semantic, resize, p_l in zip(self.semantic, self.resize, p)))
 
     def backward_body(self, dout):
         d_merged = self.head.backward(dout)
         # the sum hands d_merged to every level unchanged
         d_p = [semantic.backward(resize.backward(d_merged)) for semantic, resize in zip(self.semantic, self.resize)]
-        return self.pyramid_backward(d_p)
+        return self.backbone.backward(d_p)
 
     # pad to a multiple of 2**depth around the body, crop back (the other models do the same)
     def forward(self, x):
