@@ -50,6 +50,11 @@ def cmd_train(args) -> int:
     """Train with the defaults of ``TrainConfig`` and the dataset, overridden by the given options."""
     import dataclasses
 
+    if args.task == "instance":
+        from .train_instance import cmd_train_instance
+
+        return cmd_train_instance(args)
+
     from .train import DATA_DEFAULTS, TrainConfig, TrainingDiverged, train
 
     options = dict(DATA_DEFAULTS[args.data])
@@ -268,6 +273,8 @@ def _add_training_commands(sub):
     from .models import MODELS
 
     p = sub.add_parser("train", help="train a model; with no options a tiny U-Net on Shapes (a few CPU minutes)")
+    p.add_argument("--task", choices=["segment", "instance"], default="segment",
+                   help="instance: --data nuclei (one stage) or instance_shapes (two stages, Mask R-CNN-lite)")
     p.add_argument("--model", choices=sorted(MODELS), default="unet")
     p.add_argument("--data", choices=sorted(DATASETS), default="shapes")
     p.add_argument("--epochs", type=int)

@@ -29,18 +29,25 @@ from .backend import asarray, get_backend, set_backend, to_numpy
 from .checkpoint import save_checkpoint
 from .classical import instance_boundaries, instances_from_classes
 from .classical.components import instance_masks
-from .data import batches, default_augmentation
+from .data import batches, default_augmentation, get_dataset
+from .data.loader import epoch_rng
+from .data.instance_shapes import masks_to_boxes
 from .data.nuclei import Nuclei
+from .metrics import box_iou, mean_average_precision, nms
 from .models import build_model
+from .models.mask_rcnn_lite import MaskRCNNLite, mask_rcnn_loss_backward, mask_rcnn_loss_forward, mask_targets
 from .train import TrainConfig, _progress, _stack, make_loss, make_optimizer, train_step
 
 INTERIOR, BOUNDARY = 1, 2
+EVAL_PROPOSALS = 7  # seeds the held-out proposals together with the run's seed
 ONE_STAGE_CLASSES = ("background", "interior", "boundary")
 
 # The defaults of `train --task instance --data DATA` (options given on the command line override them).
 INSTANCE_DEFAULTS = {
     "nuclei": {"model": "unet", "crop_size": 128, "repeat": 32, "augment": True, "batch_size": 8, "epochs": 12,
                "lr": 3e-3},
+    "instance_shapes": {"model": "mask_rcnn_lite", "base_channels": 8, "num_train": 800, "num_val": 100,
+                        "epochs": 4, "batch_size": 8, "lr": 3e-3},
 }
 
 
@@ -146,10 +153,7 @@ def instance_records(labels, foreground=None):
     """Instance labels (H, W) -> the dict ``mean_average_precision`` reads: masks, boxes, labels (all class 1),
     and scores: the mean foreground probability over each mask (``foreground`` (H, W)), or 1."""
     masks, _ = instance_masks(labels)
-    boxes = numpy.zeros((len(masks), 4))
-    for k, mask in enumerate(masks):
-        ys, xs = numpy.nonzero(mask)
-        boxes[k] = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
+    boxes = masks_to_boxes(masks)
     scores = (numpy.ones(len(masks)) if foreground is None
               else numpy.array([foreground[m].mean() for m in masks], dtype=numpy.float64))
     return {"masks": masks, "boxes": boxes, "labels": numpy.ones(len(masks), numpy.int64), "scores": scores}
@@ -162,8 +166,6 @@ def mask_ap(pred_labels, true_labels, foreground=None) -> dict:
     instance (its mean over the mask); without it every instance scores 1 and
     the AP rewards only the instances' masks, not their ranking.
     """
-    from .metrics import mean_average_precision
-
     preds = [instance_records(p, None if foreground is None else foreground[n]) for n, p in enumerate(pred_labels)]
     targets = [instance_records(t) for t in true_labels]
     for t in targets:
@@ -180,6 +182,193 @@ def _save_run(config, model, optimizer, schedule, losses, metrics):
                     meta={"train_config": dataclasses.asdict(config), "losses": losses, "metrics": scalars})
     with open(os.path.join(config.out, "metrics.json"), "w") as f:
         json.dump({"losses": losses, **scalars}, f, indent=1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Two stages: proposals -> RoIAlign -> class and mask heads (Mask R-CNN-lite) on instance Shapes
+# ----------------------------------------------------------------------------------------------
+
+def sample_proposals(target, rng, image_size, jitters=2, negatives=4, jitter=0.15):
+    """Proposals of one image and what each should learn (the stand-in for a detector's first stage).
+
+    Positives: every annotated box, ``jitters`` times, its centre moved by
+    N(0, (jitter * size)^2) and its width and height scaled by exp(N(0, jitter^2)),
+    kept only while its IoU with the box is >= 0.5. Negatives: random boxes of
+    object size whose IoU with every annotated box is < 0.3 (class 0).
+    Returns boxes (K, 4) float64 xyxy, labels (K,) int64, matched (K,) index of
+    the annotated object each positive copies its mask from (0 for negatives).
+    """
+    h, w = image_size
+    gt = numpy.asarray(target["boxes"], dtype=numpy.float64)
+    boxes, labels, matched = [], [], []
+    for m, box in enumerate(gt):
+        size, centre = box[2:] - box[:2], (box[2:] + box[:2]) / 2
+        for _ in range(jitters):
+            c = centre + rng.normal(0, jitter, 2) * size
+            half = size * numpy.exp(rng.normal(0, jitter, 2)) / 2
+            candidate = numpy.clip(numpy.concatenate([c - half, c + half]), 0, [w, h, w, h])
+            if box_iou(candidate[None], box[None])[0, 0] >= 0.5:
+                boxes.append(candidate), labels.append(target["labels"][m]), matched.append(m)
+    sizes = gt[:, 2:] - gt[:, :2] if len(gt) else numpy.array([[8.0, 8.0]])
+    for _ in range(negatives):
+        wh = sizes[rng.integers(len(sizes))] * rng.uniform(0.7, 1.3, 2)
+        corner = rng.uniform(0, 1, 2) * numpy.maximum([w, h] - wh, 0)
+        candidate = numpy.concatenate([corner, corner + wh])
+        if not len(gt) or box_iou(candidate[None], gt).max() < 0.3:
+            boxes.append(candidate), labels.append(0), matched.append(0)
+    return numpy.array(boxes).reshape(-1, 4), numpy.array(labels, dtype=numpy.int64), numpy.array(matched, int)
+
+
+def proposal_batch(dataset, index, rng, **sampling):
+    """Images, rois (K, 5), labels (K,) and mask targets' source masks (K, H, W) of the images ``index``."""
+    rois, labels, masks = [], [], []
+    for b, i in enumerate(index):
+        target = dataset.target(int(i))
+        boxes, lab, matched = sample_proposals(target, rng, dataset.images.shape[2:], **sampling)
+        rois.append(numpy.concatenate([numpy.full((len(boxes), 1), b), boxes], axis=1))
+        labels.append(lab)
+        masks.append(target["masks"][matched] if len(target["masks"]) else
+                     numpy.zeros((len(boxes),) + dataset.images.shape[2:], bool))
+    return (dataset.images[index], numpy.concatenate(rois), numpy.concatenate(labels), numpy.concatenate(masks))
+
+
+def two_stage_step(model, optimizer, schedule, images, rois, labels, gt_masks):
+    """One step of Mask R-CNN-lite: L = L_cls + L_mask, backward by hand, optimiser and schedule."""
+    dtype = numpy.float32
+    rois = asarray(rois.astype(dtype))
+    class_logits, mask_logits = model(asarray(images.astype(dtype)), rois)
+    targets = mask_targets(asarray(gt_masks.astype(dtype)), rois, mask_logits.shape[-1])
+    loss, cache = mask_rcnn_loss_forward(class_logits, mask_logits, asarray(labels), targets)
+    model.zero_grad()
+    model.backward(*mask_rcnn_loss_backward(1.0, cache))
+    optimizer.step()
+    schedule.step()
+    return loss
+
+
+def paste_mask(probabilities, box, image_size):
+    """A mask head's M x M probabilities -> a (H, W) bool mask: bilinear resize into the box, > 0.5."""
+    h, w = image_size
+    x1, y1 = (int(numpy.floor(v)) for v in box[:2])
+    x2, y2 = (int(numpy.ceil(v)) for v in box[2:])
+    x1, y1, x2, y2 = max(x1, 0), max(y1, 0), min(max(x2, x1 + 1), w), min(max(y2, y1 + 1), h)
+    out = numpy.zeros((h, w), dtype=bool)
+    if x2 > x1 and y2 > y1:
+        resized, _ = F.upsample_bilinear_forward(probabilities[None, None], size=(y2 - y1, x2 - x1))
+        out[y1:y2, x1:x2] = resized[0, 0] > 0.5
+    return out
+
+
+def predict_two_stage(model, images, proposals, nms_threshold=0.5):
+    """Detections of host images (N, C, H, W) given proposals: a list of (K_i, 4) boxes per image.
+
+    Each proposal gets its most likely object class c (score p_c; background
+    is never output) and the class-c mask pasted into its box; duplicates of
+    one object are removed by NMS per class. Returns one dict per image:
+    boxes, scores, labels, masks (the format of ``mean_average_precision``).
+    """
+    results = []
+    with model.eval_mode():
+        for i, boxes in enumerate(proposals):
+            rois = numpy.concatenate([numpy.zeros((len(boxes), 1)), boxes], axis=1).astype(numpy.float32)
+            class_logits, mask_logits = model(asarray(images[i:i + 1].astype(numpy.float32)), asarray(rois))
+            probs = to_numpy(F.softmax_forward(class_logits, axis=1)[0])
+            masks = to_numpy(F.sigmoid_forward(mask_logits)[0])
+            labels = probs[:, 1:].argmax(axis=1) + 1
+            scores = probs[numpy.arange(len(labels)), labels]
+            keep = []
+            for c in numpy.unique(labels):  # NMS within each class
+                same = numpy.flatnonzero(labels == c)
+                keep.extend(same[nms(boxes[same], scores[same], nms_threshold)])
+            keep = numpy.array(sorted(keep), dtype=numpy.int64)
+            pasted = numpy.zeros((len(keep),) + images.shape[2:], dtype=bool)
+            for j, k in enumerate(keep):
+                pasted[j] = paste_mask(masks[k, labels[k] - 1], boxes[k], images.shape[2:])
+            results.append({"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep], "masks": pasted})
+    return results
+
+
+def train_two_stage(config: TrainConfig, log=print, progress=True) -> dict:
+    """Train Mask R-CNN-lite on instance Shapes; mask and box AP on held-out images.
+
+    Proposals are the annotated boxes jittered plus random background boxes
+    (``sample_proposals``), in training and at evaluation: the numbers measure
+    the second stage (RoIAlign, classification, mask) given proposals of IoU >= 0.5,
+    not a detector's recall.
+    """
+    _use_backend(config)
+    train_set = get_dataset("instance_shapes", "train", **config.data_kwargs("train"))
+    val_set = get_dataset("instance_shapes", "val", **config.data_kwargs("val"))
+    model = MaskRCNNLite(in_channels=train_set.images.shape[1], num_classes=train_set.num_classes - 1,
+                         base_channels=config.base_channels, seed=config.seed, **config.model_options)
+    steps = -(-len(train_set) // config.batch_size)
+    optimizer, schedule = make_optimizer(config, model, config.epochs * steps)
+
+    def make_batches(epoch):
+        rng = epoch_rng(config.seed, epoch)
+        order = rng.permutation(len(train_set))
+        for start in range(0, len(order), config.batch_size):
+            yield proposal_batch(train_set, order[start:start + config.batch_size], rng)
+
+    losses = run_epochs(config, len(train_set), make_batches,
+                        lambda batch: two_stage_step(model, optimizer, schedule, *batch), log, progress)
+    rng = numpy.random.default_rng([config.seed, EVAL_PROPOSALS])  # one fixed draw of held-out proposals
+    proposals = [sample_proposals(val_set.target(i), rng, val_set.images.shape[2:], jitters=1)[0]
+                 for i in range(len(val_set))]
+    predictions = predict_two_stage(model, val_set.images, proposals)
+    metrics = mean_average_precision(predictions, val_set.targets, iou_type="segm")
+    boxes = mean_average_precision(predictions, val_set.targets, iou_type="bbox")
+    metrics.update({"box_map": boxes["map"], "box_map_50": boxes["map_50"]})
+    log(f"instance Shapes, {len(val_set)} held-out images: mask AP@0.5 {metrics['map_50']:.3f}  "
+        f"AP@[.5:.95] {metrics['map']:.3f}  (box AP@0.5 {metrics['box_map_50']:.3f})")
+    _save_run(config, model, optimizer, schedule, losses, metrics)
+    draw_instances(val_set.images[:4, 0], val_set.instance_ids[:4], [as_label_map(p) for p in predictions[:4]],
+                   os.path.join(config.out, "instances.png"))
+    return {"model": model, "losses": losses, "metrics": metrics, "predictions": predictions}
+
+
+def as_label_map(prediction, min_score=0.5):
+    """Masks of one image's detections -> (H, W) instance labels, best score drawn last (on top)."""
+    masks, scores = prediction["masks"], prediction["scores"]
+    labels = numpy.zeros(masks.shape[1:], dtype=numpy.int64)
+    for rank, k in enumerate(numpy.argsort(scores)):
+        if scores[k] >= min_score:
+            labels[masks[k]] = rank + 1
+    return labels
+
+
+# ----------------------------------------------------------------------------------------------
+# The command line: python -m minimal_seg train --task instance --data nuclei | instance_shapes
+# ----------------------------------------------------------------------------------------------
+
+TRAINERS = {"nuclei": train_one_stage, "instance_shapes": train_two_stage}
+OPTIONS = ("epochs", "batch_size", "lr", "seed", "base_channels", "loss", "crop_size", "optimizer")
+
+
+def cmd_train_instance(args) -> int:
+    """``train --task instance``: the dataset's defaults (``INSTANCE_DEFAULTS``) overridden by the options given."""
+    import sys
+
+    if args.data not in TRAINERS:
+        print(f"error: --task instance trains on --data nuclei (one stage) or instance_shapes (two stages), "
+              f"got --data {args.data}", file=sys.stderr)
+        return 2
+    options = dict(INSTANCE_DEFAULTS[args.data])
+    options.update({name: getattr(args, name) for name in OPTIONS if getattr(args, name) is not None})
+    if args.data == "nuclei":
+        options["model"] = args.model
+    elif args.model != "unet":  # the parser's default: the two-stage model is always Mask R-CNN-lite
+        print(f"error: --data instance_shapes trains mask_rcnn_lite; --model {args.model} does not apply",
+              file=sys.stderr)
+        return 2
+    out = args.out or f"runs/{options['model']}-{args.data}"
+    config = TrainConfig(data=args.data, backend=args.backend or get_backend(), out=out, **options)
+    print(f"training {config.model} for instances on {config.data}, {config.epochs} epochs, writing to {out}/")
+    result = TRAINERS[args.data](config, progress=not args.no_progress)
+    m = result["metrics"]
+    print(f"done: mask AP@0.5 {m['map_50']:.3f}, AP@[.5:.95] {m['map']:.3f}; wrote checkpoint.npz, metrics.json, "
+          f"instances.png to {out}/")
+    return 0
 
 
 # ----------------------------------------------------------------------------------------------
