@@ -46,8 +46,8 @@ ONE_STAGE_CLASSES = ("background", "interior", "boundary")
 INSTANCE_DEFAULTS = {
     "nuclei": {"model": "unet", "crop_size": 128, "repeat": 32, "augment": True, "batch_size": 8, "epochs": 12,
                "lr": 3e-3},
-    "instance_shapes": {"model": "mask_rcnn_lite", "base_channels": 8, "num_train": 800, "num_val": 100,
-                        "epochs": 4, "batch_size": 8, "lr": 3e-3},
+    "instance_shapes": {"model": "mask_rcnn_lite", "base_channels": 8, "num_train": 2000, "num_val": 100,
+                        "epochs": 10, "batch_size": 8, "lr": 3e-3},
 }
 
 

@@ -12,7 +12,7 @@ says what is in it and which of its pixels belong to it::
 * **RoIAlign** (``functional.roi_align2d``, aligned, 2 x 2 samples per bin):
   an S x S feature per box, whatever the box size; bilinear sampling keeps
   the box's real position (RoI pooling would round it to whole cells).
-* **class head**: global average pool -> linear: C + 1 logits (0 = background).
+* **class head**: flatten -> linear -> ReLU -> linear: C + 1 logits (0 = background).
 * **mask head**: two 3x3 conv -> ReLU, a 2x2 transposed conv (stride 2) ->
   ReLU, a 1x1 conv: one 2S x 2S mask logit map per class. Only the map of
   the box's class is trained and used (masks and classes do not compete).
@@ -48,9 +48,15 @@ def mask_head(channels, num_classes, rng):
                          nn.Conv2d(channels, num_classes, 1, rng=rng))
 
 
-def class_head(channels, num_classes, rng):
-    """(K, P, S, S) -> (K, num_classes + 1) logits: global average pool, flatten, linear."""
-    return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes + 1, rng=rng))
+def class_head(channels, roi_size, num_classes, rng, hidden=64):
+    """(K, P, S, S) -> (K, num_classes + 1) logits: flatten, linear -> ReLU, linear (Faster R-CNN's box head).
+
+    Flattening keeps *where* in the window each feature is: a circle and a
+    square of the same size differ in their corners, which an average over the
+    window would blur away.
+    """
+    return nn.Sequential(nn.Flatten(), nn.Linear(channels * roi_size ** 2, hidden, rng=rng), nn.ReLU(),
+                         nn.Linear(hidden, num_classes + 1, rng=rng))
 
 
 class MaskRCNNLite(Model):
@@ -77,7 +83,7 @@ class MaskRCNNLite(Model):
         self.level, self.roi_size, self.output_stride = level, roi_size, 2 ** depth
         self.backbone = FPNBackbone(in_channels, level_widths(base_channels, depth), pyramid_channels, rng,
                                     batch_norm)
-        self.class_head = class_head(pyramid_channels, num_classes, rng)
+        self.class_head = class_head(pyramid_channels, roi_size, num_classes, rng)
         self.mask_head = mask_head(pyramid_channels, num_classes, rng)
 
     def children(self):
