@@ -48,15 +48,13 @@ import tempfile
 import time
 
 from minimal_seg import functional as F
-from minimal_seg.classical import (instance_boundaries, instances_from_classes, label_components, remove_small,
-                                   watershed)
+from minimal_seg.classical import instances_from_classes, label_components, remove_small, watershed
 from minimal_seg.data import Nuclei, get_dataset
 from minimal_seg.metrics import box_iou, mask_iou
-from minimal_seg.models.mask_rcnn_lite import MaskRCNNLite, mask_targets
+from minimal_seg.models.mask_rcnn_lite import mask_targets
 from minimal_seg.train import TrainConfig
-from minimal_seg.train_instance import (instance_colours, mask_ap, predict_one_stage, predict_two_stage,
-                                        proposal_batch, sample_proposals, three_class_targets, train_one_stage,
-                                        train_two_stage)
+from minimal_seg.train_instance import (class_probabilities, instance_colours, mask_ap, sample_proposals,
+                                        three_class_targets, train_one_stage, train_two_stage)
 from minimal_seg.viz import draw_boxes
 
 # %% [markdown]
@@ -169,8 +167,6 @@ print(f"{time.process_time() - start:.0f} CPU seconds")
 # (p(background) < 0.5) -> watershed.
 
 # %%
-from minimal_seg.train_instance import class_probabilities
-
 probs = class_probabilities(one_stage["model"], test.images)[0]
 seeds = remove_small(label_components(probs[1] > 0.5), 4)
 pred = one_stage["predictions"][0]

@@ -3,8 +3,9 @@ a planted bug where the two heads' gradients meet, mask targets through RoIAlign
 import numpy as np
 import pytest
 from helpers import torch_or_skip
+from test_fpn import EPS, MODEL_TOL, _off_init  # the model tests' tolerances and off-init noise
 
-from minimal_seg.backend import array_module, asarray, to_numpy
+from minimal_seg.backend import array_module, to_numpy
 from minimal_seg.gradcheck import check_gradients, gradcheck
 from minimal_seg.models.mask_rcnn_lite import (
     MaskRCNNLite,
@@ -12,16 +13,6 @@ from minimal_seg.models.mask_rcnn_lite import (
     mask_rcnn_loss_forward,
     mask_targets,
 )
-
-EPS, MODEL_TOL = 1e-6, 1e-5
-
-
-def _off_init(layer, seed=7):
-    rng = np.random.default_rng(seed)
-    for params, _ in layer.parameters():
-        for key, value in params.items():
-            params[key] = value + asarray(0.1 * rng.standard_normal(value.shape), dtype=value.dtype)
-    return layer
 
 
 def _rois(xp):

@@ -1,15 +1,15 @@
 """Feature Pyramid Network (Lin et al., 2017), small, with a semantic head (Kirillov et al., 2019).
 
-Bottom-up, top-down, lateral::
+Bottom-up, lateral, top-down, smooth (depth 3)::
 
-    bottom-up (encoder)      lateral 1x1      top-down (nearest 2x)        smooth 3x3     semantic head
-    x ─ stage0 ─ f0 ──────── lat0 ─────── + ─ m0 ──────────────────────── out0 ─ p0 ─ conv ─────────────┐
-          │                               ↑ up                                                           │
-         pool ─ stage1 ─ f1 ─ lat1 ───── + ─ m1 ──────────────────────── out1 ─ p1 ─ conv ─ bilinear 2x ─ + ─ 1x1 ─ logits
-                  │                       ↑ up                                                           │
-                 pool ─ stage2 ─ f2 ─ lat2 + ─ m2 ─────────────────────── out2 ─ p2 ─ conv ─ bilinear 4x ─┤
-                          │               ↑ up                                                           │
-                         pool ─ stage3 ─ f3 ─ lat3 ─ m3 ───────────────── out3 ─ p3 ─ conv ─ bilinear 8x ─┘
+    bottom-up          lateral    top-down (nearest 2x)    smooth     semantic head
+    x ─ stage0 ─ f0 ─── lat0 ─── + ─ m0 ──────────────── out0 ─ p0 ─ conv ──────────────┐
+         pool                    ↑ up                                                  │
+        stage1 ─ f1 ─── lat1 ─── + ─ m1 ──────────────── out1 ─ p1 ─ conv ─ bilinear 2x ─ + ─ 1x1 ─ logits
+         pool                    ↑ up                                                  │
+        stage2 ─ f2 ─── lat2 ─── + ─ m2 ──────────────── out2 ─ p2 ─ conv ─ bilinear 4x ─┤
+         pool                    ↑ up                                                  │
+        stage3 ─ f3 ─── lat3 ─────── m3 ──────────────── out3 ─ p3 ─ conv ─ bilinear 8x ─┘
 
 * **bottom-up**: ``blocks.Encoder`` (two 3x3 conv -> BN -> ReLU per level,
   max pooling between levels): f_l has base_channels * 2**l channels at

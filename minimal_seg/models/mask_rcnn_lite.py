@@ -3,9 +3,8 @@
 Stage one proposes boxes; stage two looks at each box through RoIAlign and
 says what is in it and which of its pixels belong to it::
 
-    image ─ FPN backbone ─ p_level ─┬─ RoIAlign(proposals) ─ r (K, P, S, S) ─┬─ class head ─ (K, C + 1) class logits
-                                    │                                         └─ mask head ─ (K, C, 2S, 2S) mask logits
-    proposals (K, 5) ───────────────┘
+    image ─ FPN backbone ─ p_level ─┬─ RoIAlign ─ r (K, P, S, S) ─┬─ class head ─ (K, C + 1) class logits
+    proposals (K, 5) ───────────────┘                              └─ mask head ─ (K, C, 2S, 2S) mask logits
 
 * **backbone**: ``fpn.FPNBackbone``; the RoIs are read from one pyramid level
   p_level (stride 2**level; ``spatial_scale`` = 1 / 2**level).
