@@ -1,6 +1,7 @@
 """The command line: ``python -m minimal_seg COMMAND``.
 
-    train       train a model (default: a tiny U-Net on the Shapes data, a few CPU minutes)
+    train       train a model (default: a tiny U-Net on the Shapes data, a few CPU minutes;
+                --task detect: a tiny YOLO on Instance Shapes; --task instance: instance segmentation)
     evaluate    metrics of a checkpoint on a dataset split
     predict     colour mask of an image file from a checkpoint
     gradcheck   float64 gradient check of every op, as a table
@@ -50,13 +51,16 @@ def cmd_train(args) -> int:
     """Train with the defaults of ``TrainConfig`` and the dataset, overridden by the given options."""
     import dataclasses
 
+    from .train import DATA_DEFAULTS, TrainConfig, TrainingDiverged, train
+
+    if args.task == "detect":
+        from .train_detect import cmd_train_detect
+
+        return cmd_train_detect(args)
     if args.task == "instance":
         from .train_instance import cmd_train_instance
 
         return cmd_train_instance(args)
-
-    from .train import DATA_DEFAULTS, TrainConfig, TrainingDiverged, train
-
     options = dict(DATA_DEFAULTS[args.data])
     for name in ("epochs", "batch_size", "lr", "seed", "base_channels", "loss", "crop_size", "optimizer"):
         value = getattr(args, name)
@@ -273,8 +277,9 @@ def _add_training_commands(sub):
     from .models import MODELS
 
     p = sub.add_parser("train", help="train a model; with no options a tiny U-Net on Shapes (a few CPU minutes)")
-    p.add_argument("--task", choices=["segment", "instance"], default="segment",
-                   help="instance: --data nuclei (one stage) or instance_shapes (two stages, Mask R-CNN-lite)")
+    p.add_argument("--task", choices=["segment", "detect", "instance"], default="segment",
+                   help="segment (default); detect: a tiny YOLO on instance_shapes (--model is not used); "
+                        "instance: --data nuclei (one stage) or instance_shapes (two stages, Mask R-CNN-lite)")
     p.add_argument("--model", choices=sorted(MODELS), default="unet")
     p.add_argument("--data", choices=sorted(DATASETS), default="shapes")
     p.add_argument("--epochs", type=int)

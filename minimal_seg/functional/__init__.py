@@ -2,7 +2,7 @@
 
 Read in the order of the course: shapes (output sizes) -> conv (im2col) ->
 conv_matrix (the lecture's view) -> pool -> upsample -> adaptive_pool -> activation -> norm -> loss
--> roi (RoI pooling and RoIAlign, lecture 004).
+-> roi (RoI pooling and RoIAlign, lecture 004) -> yolo_loss (the YOLO v1 loss).
 """
 from .conv import (
     col2im,
@@ -66,3 +66,4 @@ from .tensor import (
 from .adaptive_pool import adaptive_avg_pool2d_backward, adaptive_avg_pool2d_forward, adaptive_pool_matrix
 from .linear import flatten_backward, flatten_forward, linear_backward, linear_forward
 from .roi import roi_align2d_backward, roi_align2d_forward, roi_pool2d_backward, roi_pool2d_forward
+from .yolo_loss import yolo_loss_backward, yolo_loss_forward
