@@ -312,19 +312,52 @@ def train_two_stage(config: TrainConfig, log=print, progress=True) -> dict:
 
     losses = run_epochs(config, len(train_set), make_batches,
                         lambda batch: two_stage_step(model, optimizer, schedule, *batch), log, progress)
-    rng = numpy.random.default_rng([config.seed, EVAL_PROPOSALS])  # one fixed draw of held-out proposals
-    proposals = [sample_proposals(val_set.target(i), rng, val_set.images.shape[2:], jitters=1)[0]
-                 for i in range(len(val_set))]
-    predictions = predict_two_stage(model, val_set.images, proposals)
-    metrics = mean_average_precision(predictions, val_set.targets, iou_type="segm")
-    boxes = mean_average_precision(predictions, val_set.targets, iou_type="bbox")
-    metrics.update({"box_map": boxes["map"], "box_map_50": boxes["map_50"]})
+    metrics, predictions = evaluate_two_stage(model, val_set, jittered_proposals(val_set, config.seed))
     log(f"instance Shapes, {len(val_set)} held-out images: mask AP@0.5 {metrics['map_50']:.3f}  "
         f"AP@[.5:.95] {metrics['map']:.3f}  (box AP@0.5 {metrics['box_map_50']:.3f})")
     _save_run(config, model, optimizer, schedule, losses, metrics)
     draw_instances(val_set.images[:4, 0], val_set.instance_ids[:4], [as_label_map(p) for p in predictions[:4]],
                    os.path.join(config.out, "instances.png"))
     return {"model": model, "losses": losses, "metrics": metrics, "predictions": predictions}
+
+
+def jittered_proposals(dataset, seed):
+    """One fixed draw of held-out proposals: each annotated box jittered once, plus background boxes."""
+    rng = numpy.random.default_rng([seed, EVAL_PROPOSALS])
+    return [sample_proposals(dataset.target(i), rng, dataset.images.shape[2:], jitters=1)[0]
+            for i in range(len(dataset))]
+
+
+def detector_proposals(checkpoint, images, score_threshold=0.05):
+    """Proposals from a detector trained by ``train --task detect`` (YOLO): its boxes on each image, any class."""
+    from .checkpoint import load_checkpoint
+    from .models.yolo import YOLO
+    from .train_detect import detect
+
+    ckpt = load_checkpoint(checkpoint)
+    detector = YOLO(**{k: v for k, v in ckpt["meta"]["model_config"].items() if k != "model"})
+    detector.load_state_dict(ckpt["model"])
+    return [d["boxes"].astype(numpy.float64) for d in detect(detector, images, score_threshold=score_threshold)]
+
+
+def evaluate_two_stage(model, dataset, proposals):
+    """Mask AP (and box AP, as box_map / box_map_50) of Mask R-CNN-lite on ``dataset`` given the proposals."""
+    predictions = predict_two_stage(model, dataset.images, proposals)
+    metrics = mean_average_precision(predictions, dataset.targets, iou_type="segm")
+    boxes = mean_average_precision(predictions, dataset.targets, iou_type="bbox")
+    metrics.update({"box_map": boxes["map"], "box_map_50": boxes["map_50"]})
+    return metrics, predictions
+
+
+def two_stage_from_checkpoint(path):
+    """The Mask R-CNN-lite of a ``train --task instance --data instance_shapes`` run, and its held-out set."""
+    from .checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(path)
+    model = MaskRCNNLite(**{k: v for k, v in ckpt["meta"]["model_config"].items() if k != "model"})
+    model.load_state_dict(ckpt["model"])
+    config = TrainConfig(**ckpt["meta"]["train_config"])
+    return model, get_dataset("instance_shapes", "val", **config.data_kwargs("val"))
 
 
 def as_label_map(prediction, min_score=0.5):

@@ -13,7 +13,10 @@ from minimal_seg.train import TrainConfig
 from minimal_seg.train_instance import (
     INSTANCE_DEFAULTS,
     as_label_map,
+    detector_proposals,
+    evaluate_two_stage,
     instance_colours,
+    jittered_proposals,
     mask_ap,
     paste_mask,
     proposal_batch,
@@ -21,6 +24,7 @@ from minimal_seg.train_instance import (
     three_class_targets,
     train_one_stage,
     train_two_stage,
+    two_stage_from_checkpoint,
     two_stage_step,
 )
 
@@ -111,6 +115,21 @@ def test_two_stage_run_end_to_end(tmp_path):
     assert 0.0 <= result["metrics"]["map"] <= result["metrics"]["map_50"] <= 1.0
     assert len(result["predictions"]) == 4 and "box_map_50" in result["metrics"]
     assert {"checkpoint.npz", "metrics.json", "instances.png"} <= set(os.listdir(tmp_path))
+    model, val_set = two_stage_from_checkpoint(tmp_path / "checkpoint.npz")  # the same model and held-out set
+    metrics, _ = evaluate_two_stage(model, val_set, jittered_proposals(val_set, config.seed))
+    assert metrics["map"] == pytest.approx(result["metrics"]["map"])
+
+
+def test_detector_proposals_come_from_a_saved_yolo(tmp_path):
+    from minimal_seg.checkpoint import save_checkpoint
+    from minimal_seg.models.yolo import YOLO
+
+    detector = YOLO(in_channels=1, num_classes=3, base_channels=4)
+    save_checkpoint(tmp_path / "yolo.npz", detector)
+    images = np.random.default_rng(0).standard_normal((2, 1, 64, 64)).astype(np.float32)
+    proposals = detector_proposals(tmp_path / "yolo.npz", images, score_threshold=0.0)
+    assert len(proposals) == 2 and all(p.ndim == 2 and p.shape[1] == 4 for p in proposals)
+    assert sum(len(p) for p in proposals) > 0
 
 
 def test_command_line_rejects_other_data_and_models(capsys):
