@@ -418,10 +418,6 @@ def instance_colours(labels, seed=0):
 
 def draw_instances(images, truth, pred, path=None, titles=("image", "annotated instances", "predicted instances")):
     """One row per image: the image, the annotated and the predicted instances (one colour each)."""
-    import matplotlib
-
-    if path is not None:
-        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows = len(images)
