@@ -45,7 +45,7 @@ class DetectConfig:
     """Everything that defines a detection run. The defaults reach mAP@0.5 >= 0.7 in about 6 CPU minutes."""
 
     data: str = "instance_shapes"
-    epochs: int = 15
+    epochs: int = 8
     batch_size: int = 32
     lr: float = 3e-3
     optimizer: str = "adam"
@@ -57,7 +57,7 @@ class DetectConfig:
     base_channels: int = 16
     depth: int = 3
     boxes_per_cell: int = 2
-    num_train: int = 3000
+    num_train: int = 6000
     num_val: int = 200
     image_size: int = 64
     lambda_coord: float = 5.0
