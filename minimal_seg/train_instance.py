@@ -58,7 +58,7 @@ def three_class_targets(instances):
     nucleus or the background), ``classical.instance_boundaries``.
     """
     instances = numpy.asarray(instances)
-    classes = (instances > 0).astype(numpy.int64)
+    classes = numpy.where(instances > 0, INTERIOR, 0).astype(numpy.int64)
     for n, labels in enumerate(instances):
         classes[n][instance_boundaries(labels)] = BOUNDARY
     return classes

@@ -137,12 +137,12 @@ class FPN(Model):
         d_p = [semantic.backward(resize.backward(d_merged)) for semantic, resize in zip(self.semantic, self.resize)]
         return self.backbone.backward(d_p)
 
-    # pad to a multiple of 2**depth around the body, crop back (the other models do the same)
+    # Pad to a multiple of 2**depth around the body and crop back. The crop of the logits is the pad's
+    # backward, and the crop's backward is a zero pad: the two functions of the pad serve both ways.
     def forward(self, x):
         x, self._pad = F.pad_to_multiple_forward(x, self.output_stride)
-        logits = self.forward_body(x)
-        self._padded_size = logits.shape[2:]
-        return F.crop(logits, self._pad.size)
+        return F.pad_to_multiple_backward(self.forward_body(x), self._pad)
 
     def backward(self, dout):
-        return F.pad_to_multiple_backward(self.backward_body(F.uncrop(dout, self._padded_size)), self._pad)
+        d_logits, _ = F.pad_to_multiple_forward(dout, self.output_stride)
+        return F.pad_to_multiple_backward(self.backward_body(d_logits), self._pad)
