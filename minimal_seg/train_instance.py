@@ -382,9 +382,9 @@ def cmd_train_instance(args) -> int:
     """``train --task instance``: the dataset's defaults (``INSTANCE_DEFAULTS``) overridden by the options given."""
     import sys
 
-    if args.data not in TRAINERS:
+    if args.data not in TRAINERS or args.resume:
         print(f"error: --task instance trains on --data nuclei (one stage) or instance_shapes (two stages), "
-              f"got --data {args.data}", file=sys.stderr)
+              f"from scratch (no --resume); got --data {args.data}", file=sys.stderr)
         return 2
     options = dict(INSTANCE_DEFAULTS[args.data])
     options.update({name: getattr(args, name) for name in OPTIONS if getattr(args, name) is not None})

@@ -135,6 +135,8 @@ def test_detector_proposals_come_from_a_saved_yolo(tmp_path):
 def test_command_line_rejects_other_data_and_models(capsys):
     assert main(["train", "--task", "instance", "--data", "shapes", "--no-progress"]) == 2
     assert "--data nuclei" in capsys.readouterr().err
+    assert main(["train", "--task", "instance", "--data", "nuclei", "--resume"]) == 2
+    assert "no --resume" in capsys.readouterr().err
     assert main(["train", "--task", "instance", "--data", "instance_shapes", "--model", "fpn"]) == 2
     assert "mask_rcnn_lite" in capsys.readouterr().err
     assert set(INSTANCE_DEFAULTS) == {"nuclei", "instance_shapes"}
