@@ -1,7 +1,7 @@
 """The command line: ``python -m minimal_seg COMMAND``.
 
     train       train a model (default: a tiny U-Net on the Shapes data, a few CPU minutes;
-                --task detect: a tiny YOLO on Instance Shapes)
+                --task detect: a tiny YOLO on Instance Shapes; --task instance: instance segmentation)
     evaluate    metrics of a checkpoint on a dataset split
     predict     colour mask of an image file from a checkpoint
     gradcheck   float64 gradient check of every op, as a table
@@ -95,6 +95,10 @@ def cmd_train(args) -> int:
         from .train_detect import cmd_train_detect
 
         return cmd_train_detect(args)
+    if args.task == "instance":
+        from .train_instance import cmd_train_instance
+
+        return cmd_train_instance(args)
     options = dict(dataset_spec(args.data).train_defaults)
     options.update({name: getattr(args, name) for name in TRAIN_FLAGS if getattr(args, name) is not None})
     out = args.out or f"runs/{args.model}-{args.data}"
@@ -442,8 +446,9 @@ def _add_training_commands(sub):
     from .models import MODELS
 
     p = sub.add_parser("train", help="train a model; with no options a tiny U-Net on Shapes (a few CPU minutes)")
-    p.add_argument("--task", choices=["segment", "detect"], default="segment",
-                   help="segment (default), or detect: a tiny YOLO on instance_shapes (--model is not used)")
+    p.add_argument("--task", choices=["segment", "detect", "instance"], default="segment",
+                   help="segment (default); detect: a tiny YOLO on instance_shapes (--model is not used); "
+                        "instance: --data nuclei (one stage) or instance_shapes (two stages, Mask R-CNN-lite)")
     p.add_argument("--model", choices=sorted(MODELS), default="unet")
     p.add_argument("--data", choices=sorted(DATASETS), default="shapes")
     p.add_argument("--epochs", type=int)

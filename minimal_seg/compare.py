@@ -1,6 +1,6 @@
 """The architectures of the course side by side: same data, same budget, one table.
 
-    python -m minimal_seg compare                       # all seven models, the `train` defaults
+    python -m minimal_seg compare                       # all eight models, the `train` defaults
     python -m minimal_seg compare --models unet segnet --epochs 2
 
 Every model is trained by ``minimal_seg.train.train`` with one ``TrainConfig``
@@ -27,7 +27,7 @@ from .models import MODELS
 from .train import TrainConfig, train
 
 # In the order of the lectures: FCN, U-Net, then the later encoder-decoders and context modules.
-COMPARED = ("fcn32s", "fcn8s", "unet", "segnet", "linknet", "deeplab", "pspnet")
+COMPARED = ("fcn32s", "fcn8s", "unet", "segnet", "linknet", "deeplab", "pspnet", "fpn")
 COLUMNS = ("model", "parameters", "val mIoU", "pixel acc", "s / epoch")
 
 

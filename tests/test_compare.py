@@ -14,7 +14,7 @@ TINY = TrainConfig(epochs=2, num_train=16, num_val=8, image_size=32, batch_size=
 
 
 def test_compared_models_are_the_issue_list():
-    assert set(COMPARED) == {"fcn32s", "fcn8s", "unet", "segnet", "linknet", "deeplab", "pspnet"}
+    assert set(COMPARED) == {"fcn32s", "fcn8s", "unet", "segnet", "linknet", "deeplab", "pspnet", "fpn"}
     assert set(COMPARED) <= set(MODELS)
 
 

@@ -179,7 +179,7 @@ def test_models_are_reproducible_by_seed(name):
 
 
 def test_unknown_names():
-    with pytest.raises(ValueError, match="valid models: deeplab, fcn16s, fcn32s, fcn8s, linknet, pspnet, segnet, unet"):
+    with pytest.raises(ValueError, match="valid models: deeplab, fcn16s, fcn32s, fcn8s, fpn, linknet, pspnet, segnet, unet"):
         build_model("segformer")
 
 

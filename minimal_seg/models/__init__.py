@@ -7,6 +7,7 @@ from __future__ import annotations
 from .base import Model
 from .deeplab import DeepLab
 from .fcn import FCN
+from .fpn import FPN
 from .linknet import LinkNet
 from .pspnet import PSPNet
 from .segnet import SegNet
@@ -21,6 +22,7 @@ MODELS = {
     "linknet": lambda **kw: LinkNet(**kw),
     "deeplab": lambda **kw: DeepLab(**kw),
     "pspnet": lambda **kw: PSPNet(**kw),
+    "fpn": lambda **kw: FPN(**kw),
 }
 
 
@@ -33,4 +35,4 @@ def build_model(name: str, **kwargs) -> Model:
     return model
 
 
-__all__ = ["Model", "FCN", "UNet", "SegNet", "LinkNet", "DeepLab", "PSPNet", "MODELS", "build_model"]
+__all__ = ["Model", "FCN", "UNet", "SegNet", "LinkNet", "DeepLab", "PSPNet", "FPN", "MODELS", "build_model"]

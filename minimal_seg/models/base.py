@@ -37,7 +37,7 @@ class Model(Layer):
 
     def __init__(self, **config):
         super().__init__()
-        self.config = dict(config)
+        self.config = dict(config, model=self.name)  # build_model renames it by its table key (e.g. "fcn8s")
 
     def forward(self, x):
         """x (N, C, H, W) -> logits (N, K, H, W): pad, ``forward_body``, crop back to (H, W)."""

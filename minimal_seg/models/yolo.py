@@ -43,7 +43,6 @@ class YOLO(Model):
                  batch_norm=True, seed=0):
         super().__init__(in_channels=in_channels, num_classes=num_classes, boxes_per_cell=boxes_per_cell,
                          depth=depth, base_channels=base_channels, batch_norm=batch_norm, seed=seed)
-        self.config["model"] = self.name  # the checkpoint's record names the model (not in the MODELS table)
         if num_classes < 1 or boxes_per_cell < 1:
             raise ValueError(f"num_classes and boxes_per_cell must be >= 1, got {num_classes}, {boxes_per_cell}")
         rng = as_generator(seed)
