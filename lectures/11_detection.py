@@ -541,3 +541,16 @@ print("AP@[.5:.95] per class:", {names[c]: round(float(v), 3) for c, v in zip(fu
 # never a target and can be found only by a box of a neighbouring cell. If it is never found, recall for
 # its class stays below 1 and AP is below 1. YOLO v2 and later predict several anchors per cell for this.
 # </details>
+
+# %% [markdown]
+# ## Where next
+#
+# * Concept page: [Detection](../concepts/detection.md) (`docs/concepts/detection.md`), with exercises.
+# * API: [`functional.roi`](../api/functional/roi.rst) (`roi_pool2d_forward`, `roi_align2d_forward`),
+#   [`functional.yolo_loss`](../api/functional/yolo_loss.rst),
+#   [YOLO and `train_detect`](../api/detection.rst) (`YOLO`, `encode_targets`, `detect`),
+#   [`minimal_seg.metrics`](../api/metrics.rst) (`precision_recall_curve`, `mean_average_precision`),
+#   [`minimal_seg.data`](../api/data.rst) (`InstanceShapes`).
+# * Assignment: [a7, RoIAlign](../assignments.md#assignment-a7) (`a7_roi_align.py`: the bilinear weights,
+#   the forward and backward pass; `python -m minimal_seg check a7 --impl ...`).
+# * Next: [notebook 12, instance segmentation](12_instance_segmentation.ipynb).

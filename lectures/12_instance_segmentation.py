@@ -403,3 +403,15 @@ plt.tight_layout()
 # exact coordinates, so the 14 x 14 mask target and the features describe the same place.
 #
 # </details>
+
+# %% [markdown]
+# ## Where next
+#
+# * Concept page: [Instance segmentation](../concepts/instance_segmentation.md)
+#   (`docs/concepts/instance_segmentation.md`), with exercises.
+# * API: [instance segmentation](../api/instance.rst) (`FPN`, Mask R-CNN-lite, `label_components`,
+#   `watershed`, `train_instance`), [`functional.roi`](../api/functional/roi.rst) (RoIAlign),
+#   [`minimal_seg.metrics`](../api/metrics.rst) (`mask_iou`, `mean_average_precision`).
+# * Assignment: [a7, RoIAlign](../assignments.md#assignment-a7) (`a7_roi_align.py`: the region features
+#   the mask head reads).
+# * Back to the start: [the list of lectures](../lectures.md).
