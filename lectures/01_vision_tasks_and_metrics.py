@@ -378,5 +378,5 @@ plt.show()
 # * Concept page: [Vision tasks and metrics](../concepts/tasks_metrics.md) (`docs/concepts/tasks_metrics.md`).
 # * API: [`minimal_seg.metrics`](../api/metrics.rst) (`iou`, `dice`, `ConfusionMatrix`, `box_iou`, `nms`).
 # * Assignment: none for this notebook; the metrics here grade every model of the course, and
-#   [assignment a5](../assignments.md) (`a5_losses.py`, notebook 6) turns Dice into a loss with a gradient.
+#   [assignment a5](../assignments.md#assignment-a5) (`a5_losses.py`, notebook 6) turns Dice into a loss with a gradient.
 # * Next: [notebook 2, convolution arithmetic](02_convolution_arithmetic.ipynb).

@@ -426,8 +426,8 @@ plt.show()
 #   [`functional.conv`](../api/functional/conv.rst) (`conv2d_forward`, `im2col`),
 #   [`functional.conv_matrix`](../api/functional/conv_matrix.rst) and
 #   [`conv_arithmetic`](../api/conv_arithmetic.rst) (the pictures).
-# * Assignments: [a1, convolution by im2col](../assignments.md) (`a1_conv_im2col.py`: `im2col`, `col2im`,
-#   the forward and backward pass) and [a4, dilated convolution](../assignments.md) (`a4_dilated_conv.py`,
+# * Assignments: [a1, convolution by im2col](../assignments.md#assignment-a1) (`a1_conv_im2col.py`: `im2col`, `col2im`,
+#   the forward and backward pass) and [a4, dilated convolution](../assignments.md#assignment-a4) (`a4_dilated_conv.py`,
 #   with notebook 7). `python -m minimal_seg make-student my_assignments` writes your copy,
 #   `python -m minimal_seg check a1 --impl my_assignments/a1_conv_im2col.py` grades it.
 # * Next: [notebook 3, going down and up](03_down_and_up.ipynb).

@@ -543,6 +543,6 @@ plt.show()
 #   [`functional.conv_matrix`](../api/functional/conv_matrix.rst),
 #   [`functional.upsample`](../api/functional/upsample.rst) (bed of nails, nearest, bilinear,
 #   `bilinear_kernel`).
-# * Assignments: [a2, transposed convolution](../assignments.md) (`a2_transposed_conv.py`: the matrix $C$
-#   and $C^{\mathsf T} x$) and [a3, max pooling and unpooling](../assignments.md) (`a3_max_pool_unpool.py`).
+# * Assignments: [a2, transposed convolution](../assignments.md#assignment-a2) (`a2_transposed_conv.py`: the matrix $C$
+#   and $C^{\mathsf T} x$) and [a3, max pooling and unpooling](../assignments.md#assignment-a3) (`a3_max_pool_unpool.py`).
 # * Next: [notebook 4, from a classifier to an FCN](04_classifier_to_fcn.ipynb).

@@ -401,6 +401,6 @@ plt.show()
 #   `sliding_window_heatmap`), [`minimal_seg.models`](../api/models.rst) (FCN-32s/16s/8s),
 #   [`functional.loss`](../api/functional/loss.rst) (softmax cross-entropy),
 #   [`minimal_seg.train`](../api/train.rst).
-# * Assignment: none for this notebook; the closest are [a1](../assignments.md) (the convolution these
-#   layers run on) and [a5](../assignments.md) (the cross-entropy's backward pass, notebook 6).
+# * Assignment: none for this notebook; the closest are [a1](../assignments.md#assignment-a1) (the convolution these
+#   layers run on) and [a5](../assignments.md#assignment-a5) (the cross-entropy's backward pass, notebook 6).
 # * Next: [notebook 5, U-Net and skip connections](05_unet_and_skips.ipynb).

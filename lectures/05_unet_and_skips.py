@@ -396,6 +396,6 @@ plt.show()
 #   [`minimal_seg.gradcheck`](../api/gradcheck.rst) (`gradcheck_layer`),
 #   [`minimal_seg.train`](../api/train.rst) (`TrainConfig`, `train`, `predict`),
 #   [`minimal_seg.metrics`](../api/metrics.rst) (`ConfusionMatrix`).
-# * Assignment: [a6, U-Net's backward pass through the skips](../assignments.md) (`a6_unet_skips.py`:
+# * Assignment: [a6, U-Net's backward pass through the skips](../assignments.md#assignment-a6) (`a6_unet_skips.py`:
 #   sum the gradients at every skip; `python -m minimal_seg check a6 --impl ...`).
 # * Next: [notebook 6, losses and practice](06_losses_and_practice.ipynb).

@@ -401,6 +401,6 @@ plt.show()
 # * API: [`functional.loss`](../api/functional/loss.rst) (BCE, cross-entropy, Dice, Jaccard),
 #   [`minimal_seg.gradcheck`](../api/gradcheck.rst), [`minimal_seg.data`](../api/data.rst) (transforms,
 #   `Nuclei`), [`minimal_seg.train`](../api/train.rst) (`make_loss`).
-# * Assignment: [a5, cross-entropy and Dice](../assignments.md) (`a5_losses.py`: the forward and backward
+# * Assignment: [a5, cross-entropy and Dice](../assignments.md#assignment-a5) (`a5_losses.py`: the forward and backward
 #   passes of softmax cross-entropy and Dice).
 # * Next: [notebook 7, dilation and ASPP](07_dilation_and_aspp.ipynb).

@@ -527,6 +527,6 @@ plt.show()
 # * API: [`functional.conv`](../api/functional/conv.rst) (`dilation=`),
 #   [`functional.shapes`](../api/functional/shapes.rst) (`receptive_field`),
 #   [`minimal_seg.models`](../api/models.rst) (`DeepLab`, `ASPP`), [`minimal_seg.nn`](../api/nn.rst).
-# * Assignment: [a4, dilated convolution](../assignments.md) (`a4_dilated_conv.py`: dilated convolution
+# * Assignment: [a4, dilated convolution](../assignments.md#assignment-a4) (`a4_dilated_conv.py`: dilated convolution
 #   by im2col; the receptive field, computed and measured).
 # * Next: [notebook 8, SegNet, LinkNet and PSPNet](08_segnet_linknet_pspnet.ipynb).

@@ -495,6 +495,6 @@ plt.show()
 #   [`functional.pool`](../api/functional/pool.rst) (max pooling with indices, max unpooling),
 #   [`functional.adaptive_pool`](../api/functional/adaptive_pool.rst),
 #   [`minimal_seg.compare`](../api/compare.rst) (every architecture with one budget).
-# * Assignments: none for this notebook alone; [a3](../assignments.md) (max pooling and unpooling, SegNet's
-#   two halves) and [a6](../assignments.md) (gradients through skips) are the closest.
+# * Assignments: none for this notebook alone; [a3](../assignments.md#assignment-a3) (max pooling and unpooling, SegNet's
+#   two halves) and [a6](../assignments.md#assignment-a6) (gradients through skips) are the closest.
 # * Next: [notebook 9, CRFs and superpixels](09_crf_and_superpixels.ipynb).

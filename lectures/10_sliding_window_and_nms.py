@@ -466,4 +466,4 @@ print("best mask IoU per object:", np.round(table.max(axis=1), 2))
 #   [`minimal_seg.classical`](../api/classical.rst) (`FCClassifier`, `fc_to_conv`,
 #   `sliding_window_heatmap`).
 # * Assignment: none for this notebook.
-# * Back to the start: [the list of lectures](../lectures.md).
+# * Next: [notebook 11, detection](11_detection.ipynb): the R-CNN family, RoIAlign, YOLO and mAP.

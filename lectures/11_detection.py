@@ -489,6 +489,28 @@ print("AP@[.5:.95] per class:", {names[c]: round(float(v), 3) for c, v in zip(fu
 # * AP: sort by score, greedy matching at an IoU threshold, precision-recall curve, the 101-point
 #   interpolated mean; mAP averages over classes (and COCO over IoU 0.5:0.95).
 #
+# ## Exercises
+#
+# 1. RoI pooling with `spatial_scale=1/16`: how far (in image pixels) can the pooled region be from the
+#    box? Measure it with boxes at random sub-pixel offsets.
+# 2. Show that RoIAlign's output is continuous in the box coordinates and RoI pooling's is not: plot one
+#    output entry of each against $x_1$.
+# 3. Train the YOLO of 11.6 with `boxes_per_cell=1`, then with $\lambda_\text{noobj} = 1$; compare
+#    mAP@0.5 with the run above.
+#
+# <details><summary>Hints for the exercises</summary>
+#
+# 1. Each edge is rounded to the nearest feature cell, so it moves by up to half a cell: $16 / 2 = 8$
+#    image pixels. Compare $x_1$ with `16 * round(x1 / 16)` (halves away from zero, as in 11.3) for many
+#    random $x_1$, and likewise $x_2$.
+# 2. Keep one feature map and one box, sweep $x_1$ from 2 to 4 in steps of 0.05, and plot
+#    `out[0, 0, 0, 0]` of `F.roi_pool2d_forward` and of `F.roi_align2d_forward`: the first jumps where
+#    the rounded edge changes, the second moves smoothly (bilinear weights are continuous).
+# 3. Both are fields of `DetectConfig` (`boxes_per_cell`, `lambda_noobj`); change one at a time and keep
+#    the seed, so the difference is the setting's.
+#
+# </details>
+#
 # ## Check your understanding
 #
 # 1. A box from $x_1 = 2.5$ to $x_2 = 9.5$ on a stride-1 map: which columns does RoI pooling use, and what
@@ -541,3 +563,16 @@ print("AP@[.5:.95] per class:", {names[c]: round(float(v), 3) for c, v in zip(fu
 # never a target and can be found only by a box of a neighbouring cell. If it is never found, recall for
 # its class stays below 1 and AP is below 1. YOLO v2 and later predict several anchors per cell for this.
 # </details>
+
+# %% [markdown]
+# ## Where next
+#
+# * Concept page: [Detection](../concepts/detection.md) (`docs/concepts/detection.md`), with exercises.
+# * API: [`functional.roi`](../api/functional/roi.rst) (`roi_pool2d_forward`, `roi_align2d_forward`),
+#   [`functional.yolo_loss`](../api/functional/yolo_loss.rst),
+#   [YOLO and `train_detect`](../api/detection.rst) (`YOLO`, `encode_targets`, `detect`),
+#   [`minimal_seg.metrics`](../api/metrics.rst) (`precision_recall_curve`, `mean_average_precision`),
+#   [`minimal_seg.data`](../api/data.rst) (`InstanceShapes`).
+# * Assignment: [a7, RoIAlign](../assignments.md#assignment-a7) (`a7_roi_align.py`: the bilinear weights,
+#   the forward and backward pass; `python -m minimal_seg check a7 --impl ...`).
+# * Next: [notebook 12, instance segmentation](12_instance_segmentation.ipynb).

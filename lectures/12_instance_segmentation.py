@@ -351,6 +351,29 @@ plt.tight_layout()
 # * Both are graded by mask AP: a predicted instance counts only if its mask has IoU >= t with an unclaimed
 #   annotated object.
 #
+# ## Exercises
+#
+# 1. Make the boundary class two pixels wide. Do merges become rarer on the nuclei test quadrant? What
+#    happens to small nuclei?
+# 2. Replace the seeds by the maxima of a predicted distance-to-background map (the "centre" family of
+#    one-stage models).
+# 3. Feed Mask R-CNN-lite the boxes of the one-stage model's instances as proposals. Which errors of the
+#    one stage can the two stages repair?
+#
+# <details><summary>Hints for the exercises</summary>
+#
+# 1. Grow the boundary of `three_class_targets` by one pixel into each instance (a boundary pixel's
+#    4-neighbours inside the same instance become boundary too), retrain, and count merges and splits
+#    as in 12.3. A nucleus only a few pixels across may keep no interior at all: no seed, so it is lost.
+# 2. Compute each nucleus's distance to the background on the annotations (a few passes of a 3 x 3
+#    minimum, or `scipy.ndimage.distance_transform_edt`), train a regression head on it, and take the
+#    local maxima above a threshold as the markers of `watershed`.
+# 3. Turn each one-stage instance into a box (the bounding box of its pixels, pixel edges) and give these
+#    boxes to the two-stage model instead of its sampled proposals. A merged blob gives one box around two
+#    nuclei: the mask head then sees both, so a merge is repaired only if the box fits one nucleus.
+#
+# </details>
+#
 # ## Check your understanding
 #
 # 1. Why can connected components of even a *perfect* semantic mask not count the nuclei?
@@ -403,3 +426,15 @@ plt.tight_layout()
 # exact coordinates, so the 14 x 14 mask target and the features describe the same place.
 #
 # </details>
+
+# %% [markdown]
+# ## Where next
+#
+# * Concept page: [Instance segmentation](../concepts/instance_segmentation.md)
+#   (`docs/concepts/instance_segmentation.md`), with exercises.
+# * API: [instance segmentation](../api/instance.rst) (`FPN`, Mask R-CNN-lite, `label_components`,
+#   `watershed`, `train_instance`), [`functional.roi`](../api/functional/roi.rst) (RoIAlign),
+#   [`minimal_seg.metrics`](../api/metrics.rst) (`mask_iou`, `mean_average_precision`).
+# * Assignment: [a7, RoIAlign](../assignments.md#assignment-a7) (`a7_roi_align.py`: the region features
+#   the mask head reads).
+# * Back to the start: [the list of lectures](../lectures.md).

@@ -1,4 +1,5 @@
-"""Helpers for the model tests (test_models.py, test_unet.py, ..., test_blocks.py, test_branches.py).
+"""Helpers for the model tests (test_models.py, test_unet.py, ..., test_blocks.py, test_branches.py,
+test_fpn.py).
 
 Tolerances of a whole-model gradient check: eps = 1e-6 (not 1e-5) keeps the
 central differences off the kinks of ReLU and max pooling (a difference that

@@ -1,7 +1,7 @@
 """FPN: whole-model and pyramid float64 gradient checks, the top-down pathway by hand,
 a planted bug where two gradients meet, shapes, dtypes and configuration.
 
-Tolerances as in test_models_extra.py (eps = 1e-6, tol 1e-5); every parameter is moved
+Tolerances from model_helpers.py (eps = 1e-6, tol 1e-5); every parameter is moved
 off its initial value first, so no ReLU input sits exactly on the kink.
 """
 import numpy as np
@@ -11,37 +11,20 @@ from minimal_seg.backend import array_module, asarray, to_numpy
 from minimal_seg.gradcheck import check_gradients, gradcheck_layer
 from minimal_seg.models import FPN, MODELS, build_model
 from minimal_seg.models.fpn import FPNBackbone
-
-EPS, MODEL_TOL = 1e-6, 1e-5
-
-
-def _off_init(layer, seed=7):
-    rng = np.random.default_rng(seed)
-    for params, _ in layer.parameters():
-        for key, value in params.items():
-            params[key] = value + asarray(0.1 * rng.standard_normal(value.shape), dtype=value.dtype)
-    return layer
-
-
-def _tiny(**kw):
-    return _off_init(FPN(in_channels=2, num_classes=3, base_channels=2, seed=1, **kw).astype(np.float64))
-
-
-def _x(xp, shape, seed=0):
-    return xp.asarray(np.random.default_rng(seed).standard_normal(shape))
+from model_helpers import EPS, MODEL_TOL, randn, tiny
 
 
 @pytest.mark.parametrize("batch_norm", [True, False])
 def test_whole_model_gradcheck(xp, batch_norm):
-    model = _tiny(batch_norm=batch_norm)
-    report = gradcheck_layer(model, _x(xp, (2, 2, 16, 16)), eps=EPS, tol=MODEL_TOL, directions=2)
+    model = tiny("fpn", batch_norm=batch_norm)
+    report = gradcheck_layer(model, randn(xp, (2, 2, 16, 16)), eps=EPS, tol=MODEL_TOL, directions=2)
     assert report.passed, str(report)
     assert {c.name for c in report.checks} == {"x"} | {n for n, _ in model.named_parameters()}
 
 
 def test_whole_model_gradcheck_odd_size(xp):
     """Padded to 16 x 24 and cropped back."""
-    report = gradcheck_layer(_tiny(), _x(xp, (2, 2, 11, 21), seed=2), eps=EPS, tol=MODEL_TOL, directions=2)
+    report = gradcheck_layer(tiny("fpn"), randn(xp, (2, 2, 11, 21), seed=2), eps=EPS, tol=MODEL_TOL, directions=2)
     assert report.passed, str(report)
 
 
@@ -66,7 +49,7 @@ def _pyramid_readout(model, x, levels):
 @pytest.mark.parametrize("levels", [(0,), (2,), (3,), (1, 3)])
 def test_pyramid_gradcheck_reading_some_levels(xp, levels):
     """A two-stage model reads only some levels: the others get None, and the gradient is still right."""
-    model, x = _tiny(), _x(xp, (2, 2, 16, 16))
+    model, x = tiny("fpn"), randn(xp, (2, 2, 16, 16))
     run, analytic = _pyramid_readout(model, x, levels)
     tensors = {"x": x, **dict(model.named_parameters())}
     report = check_gradients(run, analytic, tensors, f"pyramid {levels}", EPS, MODEL_TOL, directions=2)
@@ -76,7 +59,7 @@ def test_pyramid_gradcheck_reading_some_levels(xp, levels):
 def test_top_down_is_lateral_plus_nearest_upsampled_deeper_level(xp):
     """m_l = lat_l(f_l) + repeat(m_{l+1}, 2, 2): recompute the pathway by hand from the layers' outputs."""
     model = FPN(in_channels=1, num_classes=2, base_channels=2, depth=2).astype(np.float64)
-    x = _x(xp, (1, 1, 8, 8))
+    x = randn(xp, (1, 1, 8, 8))
     f = model.backbone.encoder(x)
     lat = [to_numpy(model.backbone.lateral[level](f[level])) for level in range(3)]
     m2 = lat[2]
@@ -88,7 +71,7 @@ def test_top_down_is_lateral_plus_nearest_upsampled_deeper_level(xp):
 
 
 def test_overwritten_top_down_gradient_is_caught(xp, monkeypatch):
-    model, x = _tiny(), _x(xp, (2, 2, 16, 16))
+    model, x = tiny("fpn"), randn(xp, (2, 2, 16, 16))
     overwrite = staticmethod(lambda d_smooth, d_up: d_smooth if d_up is None else d_up)
     monkeypatch.setattr(FPNBackbone, "_sum_of_two_readers", overwrite)
     report = gradcheck_layer(model, x, eps=EPS, tol=MODEL_TOL, directions=2)

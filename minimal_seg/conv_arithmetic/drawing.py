@@ -47,10 +47,13 @@ class Drawing:
 # ---- drawing helpers --------------------------------------------------------------
 
 
-def _new_axes():
+def _axes(ax):
+    """(ax, own_figure): the axes given, or new ones in a new figure (own_figure True)."""
+    if ax is not None:
+        return ax, False
     import matplotlib.pyplot as plt
 
-    return plt.subplots()[1]
+    return plt.subplots()[1], True
 
 
 def _cell(ax, top, left, r, c, gid, face, edge=EDGE, style="-", alpha=1.0, hatch=None, lw=1.0, z=1):
@@ -139,9 +142,7 @@ def draw_conv(input_size, kernel_size, stride=1, padding=0, dilation=1, step=Non
     out_left = cols + GAP
     out_top = (rows - oh) / 2
     width, height = out_left + ow, rows
-    own_figure = ax is None
-    if own_figure:
-        ax = _new_axes()
+    ax, own_figure = _axes(ax)
 
     for r in range(rows):
         for c in range(cols):
@@ -204,9 +205,7 @@ def draw_transposed_conv(input_size, kernel_size, stride=1, padding=0, output_pa
     out_left = w + GAP
     in_top = (rows - h) / 2
     width, height = out_left + cols, rows
-    own_figure = ax is None
-    if own_figure:
-        ax = _new_axes()
+    ax, own_figure = _axes(ax)
 
     order = [(r, c) for r in range(h) for c in range(w)]
     written = {}
@@ -255,9 +254,7 @@ def _draw_transposed_direct(size, k, s, p, op, d, out, step, ax, text) -> Drawin
     out_left = cols + GAP
     out_top = (rows - out[0]) / 2
     width, height = out_left + out[1], rows
-    own_figure = ax is None
-    if own_figure:
-        ax = _new_axes()
+    ax, own_figure = _axes(ax)
     for r in range(rows):
         for c in range(cols):
             rr, cc = r - before[0], c - before[1]

@@ -23,8 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .dataset import SegmentationDataset, image_hw, standardize
-from .shapes import CLASS_NAMES, SPLIT_SEED_OFFSET, draw_geometry, render_image, shape_mask
+from .shapes import Shapes, draw_geometry, render_image, shape_mask
 
 TOUCH_RANGE = (0.6, 1.0)  # centre distance / (r_i + r_j): < 1 overlaps, ~1 touches
 MIN_VISIBLE = 0.5  # each object keeps at least this fraction of its own area
@@ -45,6 +44,14 @@ def masks_to_boxes(masks):
         rows, cols = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
         boxes[i] = (cols[0], rows[0], cols[-1] + 1, rows[-1] + 1)
     return boxes
+
+
+def instance_id_map(masks):
+    """(M, H, W) disjoint bool masks -> (H, W) int64: 0 background, m + 1 on mask m's pixels."""
+    ids = np.zeros(masks.shape[1:], dtype=np.int64)
+    for m, mask in enumerate(masks):
+        ids[mask] = m + 1
+    return ids
 
 
 def cluster_geometry(rng, geometry, h, w):
@@ -74,7 +81,7 @@ def cluster_geometry(rng, geometry, h, w):
     return placed, visible_masks(np.stack(footprints))
 
 
-class InstanceShapes(SegmentationDataset):
+class InstanceShapes(Shapes):
     """``num_images`` clusters of shapes, the same ones for the same seed.
 
     As a ``SegmentationDataset``: images (N, C, H, W) float32 (standardised
@@ -92,33 +99,19 @@ class InstanceShapes(SegmentationDataset):
     """
 
     def __init__(self, num_images: int, image_size=64, seed: int = 0, channels: int = 1):
-        if channels not in (1, 3):
-            raise ValueError(f"channels must be 1 or 3, got {channels!r}")
-        if num_images < 1:
-            raise ValueError(f"num_images must be >= 1, got {num_images!r}")
-        h, w = image_hw(image_size)
-        geometry_rng, look_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
-        images = np.empty((num_images, channels, h, w), dtype=np.float64)
-        semantic = np.empty((num_images, h, w), dtype=np.int64)
-        self.targets, self.instance_ids = [], np.zeros((num_images, h, w), dtype=np.int64)
-        for i in range(num_images):
-            geometry, masks = cluster_geometry(geometry_rng, draw_geometry(geometry_rng, h, w), h, w)
-            images[i], semantic[i] = render_image(geometry, look_rng, h, w, channels)
-            present = masks.any(axis=(1, 2))  # a shape hidden entirely (rare) is not an object
-            masks, labels = masks[present], np.array([s[0] for s in geometry], dtype=np.int64)[present]
-            self.targets.append({"boxes": masks_to_boxes(masks), "labels": labels, "masks": masks})
-            for m, mask in enumerate(masks):
-                self.instance_ids[i][mask] = m + 1
-        super().__init__(standardize(images), semantic, CLASS_NAMES)
-        self.seed = seed
+        self.targets = []  # filled by draw_image, one dict per image
+        super().__init__(num_images, image_size, seed, channels)
+        self.instance_ids = np.stack([instance_id_map(t["masks"]) for t in self.targets])
+
+    def draw_image(self, geometry_rng, look_rng, h, w, channels):
+        """Shapes' hook: cluster the shapes, render them, and keep their boxes, labels and masks."""
+        geometry, masks = cluster_geometry(geometry_rng, draw_geometry(geometry_rng, h, w), h, w)
+        image, semantic = render_image(geometry, look_rng, h, w, channels)
+        present = masks.any(axis=(1, 2))  # a shape hidden entirely (rare) is not an object
+        masks, labels = masks[present], np.array([s[0] for s in geometry], dtype=np.int64)[present]
+        self.targets.append({"boxes": masks_to_boxes(masks), "labels": labels, "masks": masks})
+        return image, semantic
 
     def target(self, i: int) -> dict:
         """The objects of image i: ``boxes`` (M, 4), ``labels`` (M,), ``masks`` (M, H, W)."""
         return self.targets[i]
-
-    @classmethod
-    def splits(cls, n_train: int, n_val: int, image_size=64, seed: int = 0, channels: int = 1):
-        """(train, val) drawn with the seeds of Shapes' splits (``seed`` and ``seed + 1_000_000``)."""
-        train = cls(n_train, image_size, seed + SPLIT_SEED_OFFSET["train"], channels)
-        val = cls(n_val, image_size, seed + SPLIT_SEED_OFFSET["val"], channels)
-        return train, val

@@ -159,10 +159,17 @@ class Shapes(SegmentationDataset):
         images = np.empty((num_images, channels, h, w), dtype=np.float64)
         masks = np.empty((num_images, h, w), dtype=np.int64)
         for i in range(num_images):
-            geometry = draw_geometry(geometry_rng, h, w)
-            images[i], masks[i] = render_image(geometry, look_rng, h, w, channels)
+            images[i], masks[i] = self.draw_image(geometry_rng, look_rng, h, w, channels)
         super().__init__(standardize(images), masks, CLASS_NAMES)
         self.seed = seed
+
+    def draw_image(self, geometry_rng, look_rng, h, w, channels):
+        """One image (C, H, W) float64 and its mask (H, W) int64, from the two random streams.
+
+        The hook a subclass replaces to place the shapes otherwise
+        (``InstanceShapes`` clusters them and keeps one mask per object).
+        """
+        return render_image(draw_geometry(geometry_rng, h, w), look_rng, h, w, channels)
 
     @classmethod
     def splits(cls, n_train: int, n_val: int, image_size=64, seed: int = 0, channels: int = 1):
