@@ -37,8 +37,8 @@ from .backend import asarray, backend_names
 from .data import batches, get_dataset
 from .metrics import mean_average_precision
 from .models.yolo import YOLO, decode, encode_targets
-from .train import (CHECKPOINT, OPTIMIZERS, ConfigError, check_fields, fit, int_at_least, make_optimizer, number_above, run_task,
-                    train_step)
+from .train import (CHECKPOINT, OPTIMIZERS, ConfigError, check_fields, fit, int_at_least, make_optimizer,
+                    number_above, run_task, train_step)
 
 
 @dataclass
@@ -155,7 +155,8 @@ def _train_detect(config, ckpt, progress, log, stop_after):
                   stop_after=stop_after)
     if history:
         save_detection_figures(config.out, history, model, val_set, config.score_threshold)
-    return {"history": history, "model": model, "val_set": val_set, "checkpoint": os.path.join(config.out, CHECKPOINT)}
+    return {"history": history, "model": model, "val_set": val_set,
+            "checkpoint": os.path.join(config.out, CHECKPOINT)}
 
 
 def plot_detections(ax, image, target, detections, class_names, min_score=0.3):

@@ -19,7 +19,6 @@ iou_type="segm") and draw their predictions with one colour per instance.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 
 import numpy
