@@ -42,70 +42,6 @@ from .optim import SGD, Adam, CosineSchedule
 CHECKPOINT = "checkpoint.npz"
 
 
-@dataclass
-class TrainConfig:
-    """Everything that defines a run. The defaults train a tiny U-Net on Shapes in a few CPU minutes."""
-
-    model: str = "unet"
-    data: str = "shapes"
-    epochs: int = 5
-    batch_size: int = 16
-    lr: float = 3e-3
-    optimizer: str = "adam"
-    weight_decay: float = 0.0
-    warmup_steps: int = 10
-    seed: int = 0
-    backend: str = field(default_factory=get_backend)  # the current backend (numpy unless switched)
-    out: str = "runs/unet-shapes"
-    base_channels: int = 16
-    model_options: dict = field(default_factory=dict)
-    num_train: int = 2000
-    num_val: int = 64
-    image_size: int = 64
-    crop_size: int | None = None
-    repeat: int = 1
-    augment: bool = False
-    loss: str = "ce"
-    log_every: int = 5
-    # What a checkpoint must share with this config to be resumed by it.
-    resume_keys: ClassVar[tuple] = ("model", "data", "base_channels", "seed", "image_size", "num_train",
-                                    "model_options", "optimizer")
-
-    def data_kwargs(self, split):
-        """The keywords ``get_dataset`` takes for ``split`` of this run (see ``data.registry``)."""
-        n = self.num_train if split == "train" else self.num_val
-        return dataset_spec(self.data).split_kwargs(n, self.image_size, self.seed)
-
-    def validate(self, models=MODELS):
-        """Raise ConfigError naming the first field that cannot train (before any data is built).
-
-        ``models``: the model names the task trains (the two-stage instance task: mask_rcnn_lite).
-        """
-        check_fields(self, _RULES, {"model": models, **_CHOICES, "backend": backend_names()})
-        if self.crop_size is not None and not _is_int(self.crop_size, 1):
-            raise ConfigError("crop_size", f"must be an integer >= 1 (or None: whole images), got {self.crop_size!r}")
-        if not isinstance(self.model_options, dict):
-            raise ConfigError("model_options", f"must be a dict, got {self.model_options!r}")
-        return self
-
-
-def check_fields(config, rules, choices):
-    """Raise ConfigError for the first field of ``config`` outside its ``choices`` or failing its rule.
-
-    ``rules``: {field: (test, what is expected)}; ``choices``: {field: allowed values}.
-    ``config.out`` must not be a file. Every task's config validates through here.
-    """
-    for name, allowed in choices.items():
-        if getattr(config, name) not in allowed:
-            raise ConfigError(name, f"must be one of {', '.join(sorted(allowed))}, got {getattr(config, name)!r}")
-    for name, (ok, expected) in rules.items():
-        value = getattr(config, name)
-        if not ok(value):
-            raise ConfigError(name, f"must be {expected}, got {value!r}")
-    if os.path.exists(config.out) and not os.path.isdir(config.out):
-        raise ConfigError("out", f"must be a folder, but {config.out!r} is a file")
-
-
 class ConfigError(ValueError):
     """A training setting that cannot work: "<field> <problem>" (the CLI prints the flag instead of the field)."""
 
@@ -125,26 +61,97 @@ def _is_number(value, low, strict):
 
 
 def int_at_least(low):
-    """A rule of ``check_fields``: an integer >= ``low``."""
+    """A rule of ``RunConfig.rules``: an integer >= ``low``."""
     return (lambda v: _is_int(v, low)), f"an integer >= {low}"
 
 
 def number_above(low, strict=True):
-    """A rule of ``check_fields``: a finite number > ``low`` (>= when not ``strict``)."""
+    """A rule of ``RunConfig.rules``: a finite number > ``low`` (>= when not ``strict``)."""
     return (lambda v: _is_number(v, low, strict)), f"a finite number {'>' if strict else '>='} {low}"
 
 
-# What each numeric field of TrainConfig accepts: (test, what is expected).
-_RULES = {
-    **{name: int_at_least(1) for name in ("epochs", "batch_size", "base_channels", "num_train", "num_val",
-                                           "image_size", "repeat", "log_every")},
-    **{name: int_at_least(0) for name in ("seed", "warmup_steps")},
-    "lr": number_above(0),
-    "weight_decay": number_above(0, strict=False),
-}
 LOSSES = ("ce", "dice", "ce+dice")
 OPTIMIZERS = ("adam", "sgd")
-_CHOICES = {"data": DATASETS, "optimizer": OPTIMIZERS, "loss": LOSSES}
+
+
+@dataclass
+class RunConfig:
+    """What every task's run has: the optimisation, the seed, the backend, the output folder and the data sizes.
+
+    Each task's config (``TrainConfig``, ``train_detect.DetectConfig``) adds its own fields,
+    rules and defaults; ``validate`` checks them all before any data is built.
+    """
+
+    epochs: int = 5
+    batch_size: int = 16
+    lr: float = 3e-3
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    warmup_steps: int = 10
+    seed: int = 0
+    backend: str = field(default_factory=get_backend)  # the current backend (numpy unless switched)
+    out: str = "runs/run"
+    base_channels: int = 16
+    num_train: int = 2000
+    num_val: int = 64
+    image_size: int = 64
+    log_every: int = 5
+    # What each numeric field accepts: {field: (test, what is expected)}.
+    rules: ClassVar[dict] = {
+        **{name: int_at_least(1) for name in ("epochs", "batch_size", "base_channels", "num_train", "num_val",
+                                               "image_size", "log_every")},
+        **{name: int_at_least(0) for name in ("seed", "warmup_steps")},
+        "lr": number_above(0),
+        "weight_decay": number_above(0, strict=False),
+    }
+    # What a checkpoint must share with this config to be resumed by it.
+    resume_keys: ClassVar[tuple] = ("base_channels", "seed", "image_size", "num_train", "optimizer")
+
+    def validate(self, **choices):
+        """Raise ConfigError naming the first field that cannot train: outside its ``choices``
+        ({field: allowed values}, plus the optimizer and backend), failing its rule, or ``out`` a file."""
+        for name, allowed in {**choices, "optimizer": OPTIMIZERS, "backend": backend_names()}.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(name, f"must be one of {', '.join(sorted(allowed))}, got {getattr(self, name)!r}")
+        for name, (ok, expected) in self.rules.items():
+            if not ok(getattr(self, name)):
+                raise ConfigError(name, f"must be {expected}, got {getattr(self, name)!r}")
+        if os.path.exists(self.out) and not os.path.isdir(self.out):
+            raise ConfigError("out", f"must be a folder, but {self.out!r} is a file")
+        return self
+
+
+@dataclass
+class TrainConfig(RunConfig):
+    """Everything that defines a run. The defaults train a tiny U-Net on Shapes in a few CPU minutes."""
+
+    model: str = "unet"
+    data: str = "shapes"
+    out: str = "runs/unet-shapes"
+    model_options: dict = field(default_factory=dict)
+    crop_size: int | None = None
+    repeat: int = 1
+    augment: bool = False
+    loss: str = "ce"
+    rules: ClassVar[dict] = {**RunConfig.rules, "repeat": int_at_least(1)}
+    resume_keys: ClassVar[tuple] = ("model", "data", "model_options") + RunConfig.resume_keys
+
+    def data_kwargs(self, split):
+        """The keywords ``get_dataset`` takes for ``split`` of this run (see ``data.registry``)."""
+        n = self.num_train if split == "train" else self.num_val
+        return dataset_spec(self.data).split_kwargs(n, self.image_size, self.seed)
+
+    def validate(self, models=MODELS):
+        """Raise ConfigError naming the first field that cannot train (before any data is built).
+
+        ``models``: the model names the task trains (the two-stage instance task: mask_rcnn_lite).
+        """
+        super().validate(model=models, data=DATASETS, loss=LOSSES)
+        if self.crop_size is not None and not _is_int(self.crop_size, 1):
+            raise ConfigError("crop_size", f"must be an integer >= 1 (or None: whole images), got {self.crop_size!r}")
+        if not isinstance(self.model_options, dict):
+            raise ConfigError("model_options", f"must be a dict, got {self.model_options!r}")
+        return self
 
 
 class TrainingDiverged(RuntimeError):
@@ -242,29 +249,6 @@ def evaluate(model, dataset, batch_size=16, ignore_index=None) -> dict:
         for images, masks in batches(dataset, batch_size, shuffle=False):
             matrix.update(model(images), masks)
     return matrix.summary()
-
-
-def evaluation_set(ckpt, data=None, split=None):
-    """(data, split, dataset) a checkpoint is evaluated on: ``data``/``split``, else its data's held-out split.
-
-    Raises ConfigError (field "split" or "data") for a split the dataset does not have, or for data
-    whose class count or channels differ from those of the checkpoint's model.
-    """
-    saved = ckpt["meta"].get("train_config", {})
-    config = TrainConfig(**{k: v for k, v in saved.items() if k in TrainConfig.__dataclass_fields__})
-    data = data or config.data
-    spec = dataset_spec(data)
-    split = split or spec.val_split
-    if split not in spec.splits:
-        raise ConfigError("split", f"must be one of {', '.join(spec.splits)} for {data}, got {split!r}")
-    dataset = get_dataset(data, split, **(config.data_kwargs(split) if data == config.data else {}))
-    model = ckpt["meta"]["model_config"]
-    k, c = model.get("num_classes"), model.get("in_channels")
-    if (dataset.num_classes, dataset.images.shape[1]) != (k, c):
-        raise ConfigError("data", f"{data} has {dataset.num_classes} classes and {dataset.images.shape[1]} "
-                                  f"channel(s), but the checkpoint's model was trained on {config.data} "
-                                  f"({k} classes, {c} channel(s))")
-    return data, split, dataset
 
 
 def _history_files(out, history):

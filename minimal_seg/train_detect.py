@@ -33,65 +33,47 @@ from typing import ClassVar
 import numpy
 
 from . import functional as F
-from .backend import asarray, backend_names
+from .backend import asarray
 from .data import batches, get_dataset
 from .metrics import mean_average_precision
 from .models.yolo import YOLO, decode, encode_targets
-from .train import (CHECKPOINT, OPTIMIZERS, ConfigError, check_fields, fit, int_at_least, make_optimizer,
-                    number_above, run_task, train_step)
+from .train import (CHECKPOINT, ConfigError, RunConfig, fit, int_at_least, make_optimizer, number_above, run_task,
+                    train_step)
 
 
 @dataclass
-class DetectConfig:
+class DetectConfig(RunConfig):
     """Everything that defines a detection run. The defaults reach mAP@0.5 >= 0.7 in about 6 CPU minutes."""
 
     data: str = "instance_shapes"
+    # RunConfig's defaults that detection changes
     epochs: int = 8
     batch_size: int = 32
-    lr: float = 3e-3
-    optimizer: str = "adam"
-    weight_decay: float = 0.0
-    warmup_steps: int = 10
-    seed: int = 0
-    backend: str = "numpy"
     out: str = "runs/yolo-instance_shapes"
-    base_channels: int = 16
-    depth: int = 3
-    boxes_per_cell: int = 2
     num_train: int = 6000
     num_val: int = 200
-    image_size: int = 64
+    # YOLO: the backbone's depth (grid S = image_size / 2**depth), B boxes per cell, the loss weights
+    depth: int = 3
+    boxes_per_cell: int = 2
     lambda_coord: float = 5.0
     lambda_noobj: float = 0.5
     score_threshold: float = 0.05
-    log_every: int = 5
-    # What a checkpoint must share with this config to be resumed by it.
-    resume_keys: ClassVar[tuple] = ("data", "base_channels", "depth", "boxes_per_cell", "seed", "image_size",
-                                    "num_train", "optimizer")
+    rules: ClassVar[dict] = {**RunConfig.rules, "depth": int_at_least(1), "boxes_per_cell": int_at_least(1),
+                             **{name: number_above(0, strict=False) for name in ("lambda_coord", "lambda_noobj",
+                                                                                 "score_threshold")}}
+    resume_keys: ClassVar[tuple] = ("data", "depth", "boxes_per_cell") + RunConfig.resume_keys
 
     def data_kwargs(self, split):
         n = self.num_train if split == "train" else self.num_val
         return {"num_images": n, "image_size": self.image_size, "seed": self.seed}
 
     def validate(self):
-        """Raise ConfigError naming the first field that cannot train (``train.check_fields``)."""
-        check_fields(self, DETECT_RULES, {"data": ("instance_shapes",), "optimizer": OPTIMIZERS,
-                                          "backend": backend_names()})
+        """Raise ConfigError naming the first field that cannot train (``train.RunConfig.validate``)."""
+        super().validate(data=("instance_shapes",))
         if self.image_size < 2 ** self.depth:
             raise ConfigError("image_size", f"must be at least 2**depth = {2 ** self.depth} (one grid cell), "
                                             f"got {self.image_size}")
         return self
-
-
-# What each numeric field of DetectConfig accepts (the rules of train.TrainConfig, plus YOLO's).
-DETECT_RULES = {
-    **{name: int_at_least(1) for name in ("epochs", "batch_size", "base_channels", "depth", "boxes_per_cell",
-                                          "num_train", "num_val", "image_size", "log_every")},
-    **{name: int_at_least(0) for name in ("seed", "warmup_steps")},
-    "lr": number_above(0),
-    **{name: number_above(0, strict=False) for name in ("weight_decay", "lambda_coord", "lambda_noobj",
-                                                        "score_threshold")},
-}
 
 
 def build_detector(config: DetectConfig, in_channels: int, num_classes: int) -> YOLO:

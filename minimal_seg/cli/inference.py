@@ -16,10 +16,36 @@ class _ArgumentError(ValueError):
     """A command-line value that does not fit the checkpoint or the data (printed as one error line)."""
 
 
+def evaluation_set(ckpt, data=None, split=None):
+    """(data, split, dataset) a checkpoint is evaluated on: ``data``/``split``, else its data's held-out split.
+
+    Raises ConfigError (field "split" or "data") for a split the dataset does not have, or for data
+    whose class count or channels differ from those of the checkpoint's model.
+    """
+    from ..data import dataset_spec, get_dataset
+    from ..train import ConfigError, TrainConfig
+
+    saved = ckpt["meta"].get("train_config", {})
+    config = TrainConfig(**{k: v for k, v in saved.items() if k in TrainConfig.__dataclass_fields__})
+    data = data or config.data
+    spec = dataset_spec(data)
+    split = split or spec.val_split
+    if split not in spec.splits:
+        raise ConfigError("split", f"must be one of {', '.join(spec.splits)} for {data}, got {split!r}")
+    dataset = get_dataset(data, split, **(config.data_kwargs(split) if data == config.data else {}))
+    model = ckpt["meta"]["model_config"]
+    k, c = model.get("num_classes"), model.get("in_channels")
+    if (dataset.num_classes, dataset.images.shape[1]) != (k, c):
+        raise ConfigError("data", f"{data} has {dataset.num_classes} classes and {dataset.images.shape[1]} "
+                                  f"channel(s), but the checkpoint's model was trained on {config.data} "
+                                  f"({k} classes, {c} channel(s))")
+    return data, split, dataset
+
+
 def cmd_evaluate(args) -> int:
     """Load a checkpoint, evaluate it on its dataset's held-out split (or --data/--split), print metrics."""
     from ..checkpoint import model_from_checkpoint
-    from ..train import ConfigError, evaluate, evaluation_set
+    from ..train import ConfigError, evaluate
 
     try:
         model, ckpt = model_from_checkpoint(args.checkpoint)

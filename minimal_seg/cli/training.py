@@ -17,6 +17,20 @@ def _given(args, names) -> dict:
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 
+def _run_task(args, config, trainer, what, done, **validate) -> int:
+    """Check ``config`` (``run_training``), print it, train with ``trainer``, print ``done(last history row)``."""
+    flags = {"segment": TRAIN_FLAGS, "detect": DETECT_FLAGS, "instance": TRAIN_FLAGS + ("model",)}[args.task]
+
+    def run():
+        print(f"training {what}: " + ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(config).items()
+                                               if v not in ({}, None)))
+        last = trainer(config, resume=args.resume, progress=not args.no_progress)["history"][-1]
+        print(f"done: {done(last)}; wrote checkpoint.npz, metrics.csv, metrics.json and the figures to {config.out}/")
+        return 0
+
+    return run_training(config, run, flags + ("out", "task"), **validate)
+
+
 def cmd_train(args) -> int:
     """Train with the defaults of ``TrainConfig`` and the dataset, overridden by the given options."""
     from ..data import dataset_spec
@@ -25,19 +39,10 @@ def cmd_train(args) -> int:
     if args.task != "segment":
         return TASKS[args.task](args)
     options = {**dataset_spec(args.data).train_defaults, **_given(args, TRAIN_FLAGS)}
-    out = args.out or f"runs/{args.model}-{args.data}"
     config = TrainConfig(model=args.model, data=args.data, backend=args.backend or current_backend(),
-                         out=out, **options)
-
-    def run():
-        print("training " + ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(config).items()
-                                       if v not in ({}, None)))
-        last = train(config, resume=args.resume, progress=not args.no_progress)["history"][-1]
-        print(f"done: val mIoU {last['val_miou']:.4f}; wrote checkpoint.npz, metrics.csv, metrics.json, "
-              f"learning_curves.png, predictions.png to {out}/")
-        return 0
-
-    return run_training(config, run, TRAIN_FLAGS + ("out", "task"))
+                         out=args.out or f"runs/{args.model}-{args.data}", **options)
+    return _run_task(args, config, train, f"{args.model} on {args.data}",
+                     lambda last: f"val mIoU {last['val_miou']:.4f}")
 
 
 def cmd_train_detect(args) -> int:
@@ -50,15 +55,8 @@ def cmd_train_detect(args) -> int:
                      f"(got --data {args.data})")
     config = DetectConfig(backend=args.backend or current_backend(), out=args.out or DetectConfig.out,
                           **_given(args, DETECT_FLAGS))
-
-    def run():
-        print("training YOLO " + ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(config).items()))
-        last = train_detect(config, resume=args.resume, progress=not args.no_progress)["history"][-1]
-        print(f"done: val mAP@0.5 {last['val_map_50']:.4f}, mAP@[.5:.95] {last['val_map']:.4f}; wrote "
-              f"checkpoint.npz, metrics.csv, metrics.json, learning_curves.png, detections.png to {config.out}/")
-        return 0
-
-    return run_training(config, run, DETECT_FLAGS + ("out", "task"))
+    return _run_task(args, config, train_detect, "YOLO on instance_shapes",
+                     lambda last: f"val mAP@0.5 {last['val_map_50']:.4f}, mAP@[.5:.95] {last['val_map']:.4f}")
 
 
 def cmd_train_instance(args) -> int:
@@ -74,18 +72,12 @@ def cmd_train_instance(args) -> int:
         options["model"] = args.model
     elif args.model != "unet":  # the parser's default: the two-stage model is always Mask R-CNN-lite
         return error(f"--data instance_shapes trains mask_rcnn_lite; --model {args.model} does not apply")
-    out = args.out or f"runs/{options['model']}-{args.data}"
-    config = TrainConfig(data=args.data, backend=args.backend or current_backend(), out=out, **options)
-
-    def run():
-        print(f"training {config.model} for instances on {config.data}, {config.epochs} epochs, writing to {out}/")
-        last = TRAINERS[args.data](config, progress=not args.no_progress, resume=args.resume)["history"][-1]
-        print(f"done: mask AP@0.5 {last['val_map_50']:.3f}, AP@[.5:.95] {last['val_map']:.3f}; wrote "
-              f"checkpoint.npz, metrics.csv, metrics.json, instances.png to {out}/")
-        return 0
-
+    config = TrainConfig(data=args.data, backend=args.backend or current_backend(),
+                         out=args.out or f"runs/{options['model']}-{args.data}", **options)
     models = {} if args.data == "nuclei" else {"models": ("mask_rcnn_lite",)}
-    return run_training(config, run, TRAIN_FLAGS + ("out", "task", "model"), **models)
+    return _run_task(args, config, TRAINERS[args.data], f"{config.model} for instances on {args.data}",
+                     lambda last: f"mask AP@0.5 {last['val_map_50']:.3f}, AP@[.5:.95] {last['val_map']:.3f}",
+                     **models)
 
 
 TASKS = {"detect": cmd_train_detect, "instance": cmd_train_instance}
