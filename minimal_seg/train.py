@@ -1,4 +1,4 @@
-"""The training loop the command line and the notebooks share.
+"""The training loop the command line and the notebooks share, for every task.
 
 One step, exactly as in the lecture::
 
@@ -8,11 +8,19 @@ One step, exactly as in the lecture::
     model.backward(softmax_cross_entropy_backward(1.0, cache))
     optimizer.step(); schedule.step()
 
-Every epoch ends with a validation pass (whole images, eval mode, a streaming
-confusion matrix), one line of metrics, a checkpoint (written atomically) and
-a row in ``metrics.csv`` / ``metrics.json``. The loss stays on the device
-during the epoch; it is read on the host only to print it (every
-``log_every`` steps) and at the end of the epoch.
+The epoch loop is ``fit``, and every task runs it: segmentation here
+(``train``), detection (``train_detect``) and instance segmentation
+(``train_instance``) supply only their data, model, step, evaluation and
+figures. ``run_task`` gives them the same guarantees: the config checked
+before any data is built (``RunConfig.validate``: ConfigError names the
+field, the CLI prints its flag), a resumed checkpoint checked against the
+task and the config, the run on ``config.backend`` with the caller's backend
+restored. Every epoch ends with a validation pass (here: whole images, eval
+mode, a streaming confusion matrix), one line of metrics, a checkpoint
+(written atomically; none for an epoch whose loss is NaN) and a row in
+``metrics.csv`` / ``metrics.json``. The loss stays on the device during the
+epoch; it is read on the host only to print it (every ``log_every`` steps)
+and at the end of the epoch.
 
 Reproducibility: the model is initialised from ``seed``, and the order,
 crops and flips of epoch e come from (seed, e) alone, so a run stopped after
@@ -346,7 +354,7 @@ def fit(model, step, epoch_batches, steps_per_epoch, optimizer, schedule, config
     last = config.epochs if stop_after is None else min(stop_after, config.epochs)
     for epoch in range(start, last):
         t0 = time.perf_counter()
-        bar = progress_bar(steps_per_epoch, f"epoch {epoch + 1}/{config.epochs}", progress)
+        bar = _progress(steps_per_epoch, f"epoch {epoch + 1}/{config.epochs}", progress)
         losses = []
         for i, batch in enumerate(epoch_batches(epoch)):
             losses.append(step(batch))
@@ -356,7 +364,7 @@ def fit(model, step, epoch_batches, steps_per_epoch, optimizer, schedule, config
                     bar.set_postfix(loss=f"{float(losses[-1]):.4f}")
         if bar is not None:
             bar.close()
-        step_losses = [float(v) for v in to_numpy(stack(losses))]
+        step_losses = [float(v) for v in to_numpy(_stack(losses))]
         train_loss = sum(step_losses) / len(step_losses)
         if not math.isfinite(train_loss):
             raise TrainingDiverged(_diverged_message(train_loss, epoch, path))
@@ -425,13 +433,13 @@ def save_figures(out, history, model, dataset, count=4):
                      class_names=list(dataset.class_names))
 
 
-def stack(losses):
+def _stack(losses):
     """The 0-d device losses of an epoch as one (steps,) array on their device (one host read for all)."""
     xp = array_module(losses[0])
     return xp.stack([xp.asarray(v) for v in losses])
 
 
-def progress_bar(total, desc, enabled):
+def _progress(total, desc, enabled):
     """A tqdm bar of ``total`` steps, or None when ``enabled`` is false."""
     if not enabled:
         return None
