@@ -1,4 +1,4 @@
-"""The training loop the command line and the notebooks share.
+"""The training loop the command line and the notebooks share, for every task.
 
 One step, exactly as in the lecture::
 
@@ -8,11 +8,19 @@ One step, exactly as in the lecture::
     model.backward(softmax_cross_entropy_backward(1.0, cache))
     optimizer.step(); schedule.step()
 
-Every epoch ends with a validation pass (whole images, eval mode, a streaming
-confusion matrix), one line of metrics, a checkpoint (written atomically) and
-a row in ``metrics.csv`` / ``metrics.json``. The loss stays on the device
-during the epoch; it is read on the host only to print it (every
-``log_every`` steps) and at the end of the epoch.
+The epoch loop is ``fit``, and every task runs it: segmentation here
+(``train``), detection (``train_detect``) and instance segmentation
+(``train_instance``) supply only their data, model, step, evaluation and
+figures. ``run_task`` gives them the same guarantees: the config checked
+before any data is built (``RunConfig.validate``: ConfigError names the
+field, the CLI prints its flag), a resumed checkpoint checked against the
+task and the config, the run on ``config.backend`` with the caller's backend
+restored. Every epoch ends with a validation pass (here: whole images, eval
+mode, a streaming confusion matrix), one line of metrics, a checkpoint
+(written atomically; none for an epoch whose loss is NaN) and a row in
+``metrics.csv`` / ``metrics.json``. The loss stays on the device during the
+epoch; it is read on the host only to print it (every ``log_every`` steps)
+and at the end of the epoch.
 
 Reproducibility: the model is initialised from ``seed``, and the order,
 crops and flips of epoch e come from (seed, e) alone, so a run stopped after
@@ -27,6 +35,7 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy
 
@@ -39,55 +48,6 @@ from .models import MODELS, build_model
 from .optim import SGD, Adam, CosineSchedule
 
 CHECKPOINT = "checkpoint.npz"
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a run. The defaults train a tiny U-Net on Shapes in a few CPU minutes."""
-
-    model: str = "unet"
-    data: str = "shapes"
-    epochs: int = 5
-    batch_size: int = 16
-    lr: float = 3e-3
-    optimizer: str = "adam"
-    weight_decay: float = 0.0
-    warmup_steps: int = 10
-    seed: int = 0
-    backend: str = field(default_factory=get_backend)  # the current backend (numpy unless switched)
-    out: str = "runs/unet-shapes"
-    base_channels: int = 16
-    model_options: dict = field(default_factory=dict)
-    num_train: int = 2000
-    num_val: int = 64
-    image_size: int = 64
-    crop_size: int | None = None
-    repeat: int = 1
-    augment: bool = False
-    loss: str = "ce"
-    log_every: int = 5
-
-    def data_kwargs(self, split):
-        """The keywords ``get_dataset`` takes for ``split`` of this run (see ``data.registry``)."""
-        n = self.num_train if split == "train" else self.num_val
-        return dataset_spec(self.data).split_kwargs(n, self.image_size, self.seed)
-
-    def validate(self):
-        """Raise ConfigError naming the first field that cannot train (before any data is built)."""
-        for name, choices in dict(_CHOICES, backend=backend_names()).items():
-            if getattr(self, name) not in choices:
-                raise ConfigError(name, f"must be one of {', '.join(sorted(choices))}, got {getattr(self, name)!r}")
-        for name, (ok, expected) in _RULES.items():
-            value = getattr(self, name)
-            if not ok(value):
-                raise ConfigError(name, f"must be {expected}, got {value!r}")
-        if self.crop_size is not None and not _is_int(self.crop_size, 1):
-            raise ConfigError("crop_size", f"must be an integer >= 1 (or None: whole images), got {self.crop_size!r}")
-        if os.path.exists(self.out) and not os.path.isdir(self.out):
-            raise ConfigError("out", f"must be a folder, but {self.out!r} is a file")
-        if not isinstance(self.model_options, dict):
-            raise ConfigError("model_options", f"must be a dict, got {self.model_options!r}")
-        return self
 
 
 class ConfigError(ValueError):
@@ -108,21 +68,98 @@ def _is_number(value, low, strict):
     return value > low if strict else value >= low
 
 
-def _int_at_least(low):
+def int_at_least(low):
+    """A rule of ``RunConfig.rules``: an integer >= ``low``."""
     return (lambda v: _is_int(v, low)), f"an integer >= {low}"
 
 
-# What each numeric field of TrainConfig accepts: (test, what is expected).
-_RULES = {
-    **{name: _int_at_least(1) for name in ("epochs", "batch_size", "base_channels", "num_train", "num_val",
-                                           "image_size", "repeat", "log_every")},
-    **{name: _int_at_least(0) for name in ("seed", "warmup_steps")},
-    "lr": ((lambda v: _is_number(v, 0, strict=True)), "a finite number > 0"),
-    "weight_decay": ((lambda v: _is_number(v, 0, strict=False)), "a finite number >= 0"),
-}
+def number_above(low, strict=True):
+    """A rule of ``RunConfig.rules``: a finite number > ``low`` (>= when not ``strict``)."""
+    return (lambda v: _is_number(v, low, strict)), f"a finite number {'>' if strict else '>='} {low}"
+
+
 LOSSES = ("ce", "dice", "ce+dice")
 OPTIMIZERS = ("adam", "sgd")
-_CHOICES = {"model": MODELS, "data": DATASETS, "optimizer": OPTIMIZERS, "loss": LOSSES}
+
+
+@dataclass
+class RunConfig:
+    """What every task's run has: the optimisation, the seed, the backend, the output folder and the data sizes.
+
+    Each task's config (``TrainConfig``, ``train_detect.DetectConfig``) adds its own fields,
+    rules and defaults; ``validate`` checks them all before any data is built.
+    """
+
+    epochs: int = 5
+    batch_size: int = 16
+    lr: float = 3e-3
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    warmup_steps: int = 10
+    seed: int = 0
+    backend: str = field(default_factory=get_backend)  # the current backend (numpy unless switched)
+    out: str = "runs/run"
+    base_channels: int = 16
+    num_train: int = 2000
+    num_val: int = 64
+    image_size: int = 64
+    log_every: int = 5
+    # What each numeric field accepts: {field: (test, what is expected)}.
+    rules: ClassVar[dict] = {
+        **{name: int_at_least(1) for name in ("epochs", "batch_size", "base_channels", "num_train", "num_val",
+                                               "image_size", "log_every")},
+        **{name: int_at_least(0) for name in ("seed", "warmup_steps")},
+        "lr": number_above(0),
+        "weight_decay": number_above(0, strict=False),
+    }
+    # What a checkpoint must share with this config to be resumed by it.
+    resume_keys: ClassVar[tuple] = ("base_channels", "seed", "image_size", "num_train", "optimizer")
+
+    def validate(self, **choices):
+        """Raise ConfigError naming the first field that cannot train: outside its ``choices``
+        ({field: allowed values}, plus the optimizer and backend), failing its rule, or ``out`` a file."""
+        for name, allowed in {**choices, "optimizer": OPTIMIZERS, "backend": backend_names()}.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(name, f"must be one of {', '.join(sorted(allowed))}, got {getattr(self, name)!r}")
+        for name, (ok, expected) in self.rules.items():
+            if not ok(getattr(self, name)):
+                raise ConfigError(name, f"must be {expected}, got {getattr(self, name)!r}")
+        if os.path.exists(self.out) and not os.path.isdir(self.out):
+            raise ConfigError("out", f"must be a folder, but {self.out!r} is a file")
+        return self
+
+
+@dataclass
+class TrainConfig(RunConfig):
+    """Everything that defines a run. The defaults train a tiny U-Net on Shapes in a few CPU minutes."""
+
+    model: str = "unet"
+    data: str = "shapes"
+    out: str = "runs/unet-shapes"
+    model_options: dict = field(default_factory=dict)
+    crop_size: int | None = None
+    repeat: int = 1
+    augment: bool = False
+    loss: str = "ce"
+    rules: ClassVar[dict] = {**RunConfig.rules, "repeat": int_at_least(1)}
+    resume_keys: ClassVar[tuple] = ("model", "data", "model_options") + RunConfig.resume_keys
+
+    def data_kwargs(self, split):
+        """The keywords ``get_dataset`` takes for ``split`` of this run (see ``data.registry``)."""
+        n = self.num_train if split == "train" else self.num_val
+        return dataset_spec(self.data).split_kwargs(n, self.image_size, self.seed)
+
+    def validate(self, models=MODELS):
+        """Raise ConfigError naming the first field that cannot train (before any data is built).
+
+        ``models``: the model names the task trains (the two-stage instance task: mask_rcnn_lite).
+        """
+        super().validate(model=models, data=DATASETS, loss=LOSSES)
+        if self.crop_size is not None and not _is_int(self.crop_size, 1):
+            raise ConfigError("crop_size", f"must be an integer >= 1 (or None: whole images), got {self.crop_size!r}")
+        if not isinstance(self.model_options, dict):
+            raise ConfigError("model_options", f"must be a dict, got {self.model_options!r}")
+        return self
 
 
 class TrainingDiverged(RuntimeError):
@@ -222,35 +259,13 @@ def evaluate(model, dataset, batch_size=16, ignore_index=None) -> dict:
     return matrix.summary()
 
 
-def evaluation_set(ckpt, data=None, split=None):
-    """(data, split, dataset) a checkpoint is evaluated on: ``data``/``split``, else its data's held-out split.
-
-    Raises ConfigError (field "split" or "data") for a split the dataset does not have, or for data
-    whose class count or channels differ from those of the checkpoint's model.
-    """
-    saved = ckpt["meta"].get("train_config", {})
-    config = TrainConfig(**{k: v for k, v in saved.items() if k in TrainConfig.__dataclass_fields__})
-    data = data or config.data
-    spec = dataset_spec(data)
-    split = split or spec.val_split
-    if split not in spec.splits:
-        raise ConfigError("split", f"must be one of {', '.join(spec.splits)} for {data}, got {split!r}")
-    dataset = get_dataset(data, split, **(config.data_kwargs(split) if data == config.data else {}))
-    model = ckpt["meta"]["model_config"]
-    k, c = model.get("num_classes"), model.get("in_channels")
-    if (dataset.num_classes, dataset.images.shape[1]) != (k, c):
-        raise ConfigError("data", f"{data} has {dataset.num_classes} classes and {dataset.images.shape[1]} "
-                                  f"channel(s), but the checkpoint's model was trained on {config.data} "
-                                  f"({k} classes, {c} channel(s))")
-    return data, split, dataset
-
-
 def _history_files(out, history):
+    """metrics.json and metrics.csv: one row per epoch (a metric missing in an epoch is left blank)."""
     with open(os.path.join(out, "metrics.json"), "w") as f:
         json.dump(history, f, indent=1)
-    keys = list(history[0])
+    keys = list(dict.fromkeys(k for row in history for k in row))
     with open(os.path.join(out, "metrics.csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys)
+        writer = csv.DictWriter(f, fieldnames=keys, restval="")
         writer.writeheader()
         writer.writerows(history)
 
@@ -267,10 +282,14 @@ def _diverged_message(loss, epoch, path):
     return f"the loss became {loss} in epoch {epoch + 1}; stopped. {kept} Try a smaller --lr."
 
 
-def _check_resume(config, ckpt):
-    saved = ckpt["meta"].get("train_config", {})
-    keys = ("model", "data", "base_channels", "seed", "image_size", "num_train", "model_options", "optimizer")
-    diff = {k: (saved.get(k), getattr(config, k)) for k in keys if saved.get(k) != getattr(config, k)}
+def _check_resume(config, ckpt, task):
+    """ConfigError naming the first setting (the task, then ``config.resume_keys``) the checkpoint differs in."""
+    meta = ckpt["meta"]
+    if meta.get("task", "segment") != task:
+        raise ConfigError("task", f"differs from the checkpoint's, so the run cannot resume: the checkpoint was "
+                                  f"trained with --task {meta.get('task', 'segment')}, not {task}")
+    saved = meta.get("train_config", {})
+    diff = {k: (saved.get(k), getattr(config, k)) for k in config.resume_keys if saved.get(k) != getattr(config, k)}
     if diff:
         lines = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in diff.items())
         raise ConfigError(next(iter(diff)), f"differs from the checkpoint's, so the run cannot resume: the "
@@ -295,6 +314,73 @@ def _restore(ckpt, path, model, optimizer, schedule):
     return meta["history"], meta["epoch"] + 1
 
 
+def run_task(task, config, body, resume=False, **validate):
+    """What every task does before its loop: ``body(ckpt)`` with the guarantees they share.
+
+    ``config.validate(**validate)`` first (ConfigError names the field); with ``resume``, the
+    checkpoint in ``config.out`` is loaded and checked against ``task`` and the config
+    before any data is built (else ``ckpt`` is None); ``body`` runs on ``config.backend``,
+    and the caller's backend is restored afterwards.
+    """
+    config.validate(**validate)
+    ckpt = load_checkpoint(os.path.join(config.out, CHECKPOINT)) if resume else None
+    if ckpt is not None:
+        _check_resume(config, ckpt, task)
+    with use_backend(config.backend):
+        return body(ckpt)
+
+
+def fit(model, step, epoch_batches, steps_per_epoch, optimizer, schedule, config, *, task, ckpt=None,
+        evaluate=None, summary=None, meta=None, progress=True, log=print, stop_after=None) -> list:
+    """The epoch loop of every task; returns the history, one row per epoch.
+
+    ``step(batch)`` makes one optimisation step and returns its loss (0-d, left on the
+    device); ``epoch_batches(epoch)`` yields the batches of an epoch (from (seed, epoch)
+    alone, so a resumed run sees the same ones); ``evaluate(epoch)`` gives the held-out
+    metrics after an epoch (a dict, stored with the prefix ``val_``) and ``summary(metrics)``
+    shows them in the epoch's log line. After every epoch: the divergence check (no
+    checkpoint is written for a NaN epoch), one log line, the checkpoint (written
+    atomically: ``meta`` plus the config, task, epoch and history) and metrics.csv /
+    metrics.json in ``config.out``. ``ckpt`` (from ``run_task``) continues that run;
+    ``stop_after=e`` stops after epoch e as if interrupted (the schedule still plans for
+    ``config.epochs``).
+    """
+    path = os.path.join(config.out, CHECKPOINT)
+    os.makedirs(config.out, exist_ok=True)
+    history, start = [], 0
+    if ckpt is not None:
+        history, start = _restore(ckpt, path, model, optimizer, schedule)
+        log(f"resumed from {path} after epoch {start}")
+    last = config.epochs if stop_after is None else min(stop_after, config.epochs)
+    for epoch in range(start, last):
+        t0 = time.perf_counter()
+        bar = _progress(steps_per_epoch, f"epoch {epoch + 1}/{config.epochs}", progress)
+        losses = []
+        for i, batch in enumerate(epoch_batches(epoch)):
+            losses.append(step(batch))
+            if bar is not None:
+                bar.update(1)
+                if (i + 1) % config.log_every == 0:  # the only host read inside the epoch
+                    bar.set_postfix(loss=f"{float(losses[-1]):.4f}")
+        if bar is not None:
+            bar.close()
+        step_losses = [float(v) for v in to_numpy(_stack(losses))]
+        train_loss = sum(step_losses) / len(step_losses)
+        if not math.isfinite(train_loss):
+            raise TrainingDiverged(_diverged_message(train_loss, epoch, path))
+        seconds = time.perf_counter() - t0
+        metrics = evaluate(epoch) if evaluate is not None else {}
+        history.append({"epoch": epoch + 1, "train_loss": train_loss, "seconds": seconds, "lr": optimizer.lr,
+                        **{f"val_{k}": v for k, v in metrics.items()}, "step_losses": step_losses})
+        shown = f"  {summary(metrics)}" if summary is not None and metrics else ""
+        log(f"epoch {epoch + 1}/{config.epochs}  loss {train_loss:.4f}{shown}  ({seconds:.1f} s)")
+        save_checkpoint(path, model, optimizer, schedule, meta={
+            "train_config": dataclasses.asdict(config), "task": task, "epoch": epoch, "history": history,
+            **(meta or {})})
+        _history_files(config.out, [{k: v for k, v in r.items() if k != "step_losses"} for r in history])
+    return history
+
+
 def train(config: TrainConfig, resume=False, progress=True, log=print, stop_after=None) -> dict:
     """Train ``config.model`` on ``config.data``; returns {"history": [...], "model": model, ...}.
 
@@ -304,16 +390,10 @@ def train(config: TrainConfig, resume=False, progress=True, log=print, stop_afte
     Writes to ``config.out``: checkpoint.npz, metrics.csv, metrics.json and the figures.
     The run happens on ``config.backend``; the current backend is restored afterwards.
     """
-    config.validate()
-    path = os.path.join(config.out, CHECKPOINT)
-    ckpt = load_checkpoint(path) if resume else None
-    if ckpt is not None:
-        _check_resume(config, ckpt)  # before any data is built
-    with use_backend(config.backend):
-        return _train(config, path, ckpt, progress, log, stop_after)
+    return run_task("segment", config, lambda ckpt: _train(config, ckpt, progress, log, stop_after), resume)
 
 
-def _train(config, path, ckpt, progress, log, stop_after):
+def _train(config, ckpt, progress, log, stop_after):
     train_set = get_dataset(config.data, "train", **config.data_kwargs("train"))
     val_set = get_dataset(config.data, dataset_spec(config.data).val_split, **config.data_kwargs("val"))
     _check_crop(config.crop_size, train_set.images.shape[2:])
@@ -325,46 +405,22 @@ def _train(config, path, ckpt, progress, log, stop_after):
     optimizer, schedule = make_optimizer(config, model, config.epochs * steps_per_epoch)
     loss_fns = make_loss(config.loss)
     transform = default_augmentation() if config.augment else None
-    os.makedirs(config.out, exist_ok=True)
 
-    history, start = [], 0
-    if ckpt is not None:
-        history, start = _restore(ckpt, path, model, optimizer, schedule)
-        log(f"resumed from {path} after epoch {start}")
+    def epoch_batches(epoch):
+        return batches(train_arrays, config.batch_size, seed=config.seed, epoch=epoch, transform=transform,
+                       crop_size=config.crop_size)
 
-    last = config.epochs if stop_after is None else min(stop_after, config.epochs)
-    for epoch in range(start, last):
-        t0 = time.perf_counter()
-        bar = _progress(steps_per_epoch, f"epoch {epoch + 1}/{config.epochs}", progress)
-        losses = []
-        for step, (images, masks) in enumerate(batches(train_arrays, config.batch_size, seed=config.seed,
-                                                       epoch=epoch, transform=transform,
-                                                       crop_size=config.crop_size)):
-            losses.append(train_step(model, optimizer, schedule, loss_fns, images, masks))
-            if bar is not None:
-                bar.update(1)
-                if (step + 1) % config.log_every == 0:  # the only host read inside the epoch
-                    bar.set_postfix(loss=f"{float(losses[-1]):.4f}")
-        if bar is not None:
-            bar.close()
-        epoch_losses = [float(v) for v in to_numpy(_stack(losses))]
-        train_loss = sum(epoch_losses) / len(epoch_losses)
-        if not math.isfinite(train_loss):
-            raise TrainingDiverged(_diverged_message(train_loss, epoch, path))
-        seconds = time.perf_counter() - t0
-        metrics = evaluate(model, val_set, config.batch_size)
-        row = {"epoch": epoch + 1, "train_loss": train_loss, "seconds": seconds,
-               "lr": optimizer.lr, **{f"val_{k}": v for k, v in metrics.items()}, "step_losses": epoch_losses}
-        history.append(row)
-        log(f"epoch {epoch + 1}/{config.epochs}  loss {train_loss:.4f}  val mIoU {metrics['miou']:.4f}  "
-            f"pixel acc {metrics['pixel_accuracy']:.4f}  mean Dice {metrics['mean_dice']:.4f}  ({seconds:.1f} s)")
-        save_checkpoint(path, model, optimizer, schedule,
-                        meta={"train_config": dataclasses.asdict(config), "epoch": epoch, "history": history,
-                              "class_names": list(train_set.class_names)})
-        _history_files(config.out, [{k: v for k, v in r.items() if k != "step_losses"} for r in history])
+    history = fit(model, lambda batch: train_step(model, optimizer, schedule, loss_fns, *batch), epoch_batches,
+                  steps_per_epoch, optimizer, schedule, config, task="segment", ckpt=ckpt,
+                  evaluate=lambda epoch: evaluate(model, val_set, config.batch_size),
+                  summary=lambda m: (f"val mIoU {m['miou']:.4f}  pixel acc {m['pixel_accuracy']:.4f}  "
+                                     f"mean Dice {m['mean_dice']:.4f}"),
+                  meta={"class_names": list(train_set.class_names)}, progress=progress, log=log,
+                  stop_after=stop_after)
     if history:
         save_figures(config.out, history, model, val_set)
-    return {"history": history, "model": model, "val_set": val_set, "checkpoint": path}
+    return {"history": history, "model": model, "val_set": val_set,
+            "checkpoint": os.path.join(config.out, CHECKPOINT)}
 
 
 def save_figures(out, history, model, dataset, count=4):
@@ -378,11 +434,13 @@ def save_figures(out, history, model, dataset, count=4):
 
 
 def _stack(losses):
+    """The 0-d device losses of an epoch as one (steps,) array on their device (one host read for all)."""
     xp = array_module(losses[0])
     return xp.stack([xp.asarray(v) for v in losses])
 
 
 def _progress(total, desc, enabled):
+    """A tqdm bar of ``total`` steps, or None when ``enabled`` is false."""
     if not enabled:
         return None
     from tqdm.auto import tqdm

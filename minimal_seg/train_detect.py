@@ -15,59 +15,65 @@ checkpoint and ``metrics.csv`` / ``metrics.json`` follow. At the end:
 ``detections.png`` (held-out images, true boxes dashed, predicted solid)
 and ``learning_curves.png``.
 
-Shared with ``train.py``: the optimizer and schedule (``make_optimizer``),
-the progress bar, the divergence check, the history files and the
-checkpoint format; the batches come from ``data.batches`` (each image with
-its index, which picks its target tensor). The target tensors are encoded
-once on the host and sent to the backend once.
+The epoch loop is ``train.fit``, with its guarantees (the config checked up
+front, the divergence check, atomic checkpoints, a resume that refuses another
+run's checkpoint, the caller's backend restored); the step is
+``train.train_step`` with YOLO's loss. This module supplies the rest: the
+data (each image with its index, which picks its target tensor; the target
+tensors are encoded once on the host and sent to the backend once), the
+model, the evaluation and the figures.
 """
 from __future__ import annotations
 
-import dataclasses
-import math
 import os
-import time
 from dataclasses import dataclass
+from functools import partial
+from typing import ClassVar
 
 import numpy
 
 from . import functional as F
-from .backend import asarray, get_backend, set_backend, to_numpy
-from .checkpoint import load_checkpoint, save_checkpoint
+from .backend import asarray
 from .data import batches, get_dataset
 from .metrics import mean_average_precision
 from .models.yolo import YOLO, decode, encode_targets
-from .train import CHECKPOINT, TrainingDiverged, _history_files, _progress, _stack, make_optimizer
+from .train import (CHECKPOINT, ConfigError, RunConfig, fit, int_at_least, make_optimizer, number_above, run_task,
+                    train_step)
 
 
 @dataclass
-class DetectConfig:
+class DetectConfig(RunConfig):
     """Everything that defines a detection run. The defaults reach mAP@0.5 >= 0.7 in about 6 CPU minutes."""
 
     data: str = "instance_shapes"
+    # RunConfig's defaults that detection changes
     epochs: int = 8
     batch_size: int = 32
-    lr: float = 3e-3
-    optimizer: str = "adam"
-    weight_decay: float = 0.0
-    warmup_steps: int = 10
-    seed: int = 0
-    backend: str = "numpy"
     out: str = "runs/yolo-instance_shapes"
-    base_channels: int = 16
-    depth: int = 3
-    boxes_per_cell: int = 2
     num_train: int = 6000
     num_val: int = 200
-    image_size: int = 64
+    # YOLO: the backbone's depth (grid S = image_size / 2**depth), B boxes per cell, the loss weights
+    depth: int = 3
+    boxes_per_cell: int = 2
     lambda_coord: float = 5.0
     lambda_noobj: float = 0.5
     score_threshold: float = 0.05
-    log_every: int = 5
+    rules: ClassVar[dict] = {**RunConfig.rules, "depth": int_at_least(1), "boxes_per_cell": int_at_least(1),
+                             **{name: number_above(0, strict=False) for name in ("lambda_coord", "lambda_noobj",
+                                                                                 "score_threshold")}}
+    resume_keys: ClassVar[tuple] = ("data", "depth", "boxes_per_cell") + RunConfig.resume_keys
 
     def data_kwargs(self, split):
         n = self.num_train if split == "train" else self.num_val
         return {"num_images": n, "image_size": self.image_size, "seed": self.seed}
+
+    def validate(self):
+        """Raise ConfigError naming the first field that cannot train (``train.RunConfig.validate``)."""
+        super().validate(data=("instance_shapes",))
+        if self.image_size < 2 ** self.depth:
+            raise ConfigError("image_size", f"must be at least 2**depth = {2 ** self.depth} (one grid cell), "
+                                            f"got {self.image_size}")
+        return self
 
 
 def build_detector(config: DetectConfig, in_channels: int, num_classes: int) -> YOLO:
@@ -96,12 +102,16 @@ def evaluate_detector(model, dataset, batch_size=32, score_threshold=0.05) -> di
 def train_detect(config: DetectConfig, resume=False, progress=True, log=print, stop_after=None) -> dict:
     """Train a YOLO on ``config.data``; returns {"history": [...], "model": model, "val_set": ..., "checkpoint": path}.
 
-    ``resume`` continues from the checkpoint in ``config.out``; ``stop_after=e``
-    stops after epoch e. Writes checkpoint.npz, metrics.csv, metrics.json,
-    detections.png and learning_curves.png to ``config.out``.
+    The loop and its guarantees are ``train.fit``'s (through ``train.run_task``): the config
+    checked up front, ``resume`` from the checkpoint in ``config.out`` only if it is a
+    detection run of this config, ``stop_after=e`` stops after epoch e, the caller's backend
+    restored. Writes checkpoint.npz, metrics.csv, metrics.json, detections.png and
+    learning_curves.png to ``config.out``.
     """
-    if config.backend != get_backend():
-        set_backend(config.backend)
+    return run_task("detect", config, lambda ckpt: _train_detect(config, ckpt, progress, log, stop_after), resume)
+
+
+def _train_detect(config, ckpt, progress, log, stop_after):
     train_set = get_dataset(config.data, "train", **config.data_kwargs("train"))
     val_set = get_dataset(config.data, "val", **config.data_kwargs("val"))
     num_classes = train_set.num_classes - 1  # the background is not a detection class
@@ -111,58 +121,24 @@ def train_detect(config: DetectConfig, resume=False, progress=True, log=print, s
     index = numpy.arange(len(train_set))[:, None, None]  # batches() yields it as the "mask" of each image
     steps_per_epoch = -(-len(train_set) // config.batch_size)
     optimizer, schedule = make_optimizer(config, model, config.epochs * steps_per_epoch)
-    loss_options = {"num_boxes": config.boxes_per_cell, "lambda_coord": config.lambda_coord,
-                    "lambda_noobj": config.lambda_noobj}
-    os.makedirs(config.out, exist_ok=True)
-    path = os.path.join(config.out, CHECKPOINT)
+    loss_fns = (partial(F.yolo_loss_forward, num_boxes=config.boxes_per_cell, lambda_coord=config.lambda_coord,
+                        lambda_noobj=config.lambda_noobj), F.yolo_loss_backward)
 
-    history, start = [], 0
-    if resume:
-        ckpt = load_checkpoint(path)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optim"])
-        schedule.load_state_dict(ckpt["sched"])
-        history, start = ckpt["meta"]["history"], ckpt["meta"]["epoch"] + 1
-        log(f"resumed from {path} after epoch {start}")
+    def step(batch):
+        images, which = batch
+        return train_step(model, optimizer, schedule, loss_fns, images, targets[which[:, 0, 0]])
 
-    last = config.epochs if stop_after is None else min(stop_after, config.epochs)
-    for epoch in range(start, last):
-        t0 = time.perf_counter()
-        bar = _progress(steps_per_epoch, f"epoch {epoch + 1}/{config.epochs}", progress)
-        losses = []
-        for step, (images, which) in enumerate(batches((train_set.images, index), config.batch_size,
-                                                       seed=config.seed, epoch=epoch)):
-            pred = model(images)
-            loss, cache = F.yolo_loss_forward(pred, targets[which[:, 0, 0]], **loss_options)
-            model.zero_grad()
-            model.backward(F.yolo_loss_backward(1.0, cache))
-            optimizer.step()
-            schedule.step()
-            losses.append(loss)
-            if bar is not None:
-                bar.update(1)
-                if (step + 1) % config.log_every == 0:
-                    bar.set_postfix(loss=f"{float(loss):.4f}")
-        if bar is not None:
-            bar.close()
-        epoch_losses = [float(v) for v in to_numpy(_stack(losses))]
-        train_loss = sum(epoch_losses) / len(epoch_losses)
-        if not math.isfinite(train_loss):
-            raise TrainingDiverged(f"the loss became {train_loss} in epoch {epoch + 1}; stopped. The last good "
-                                   f"checkpoint (epoch {epoch}) is kept at {path}. Try a smaller --lr.")
-        seconds = time.perf_counter() - t0
-        metrics = evaluate_detector(model, val_set, config.batch_size, config.score_threshold)
-        history.append({"epoch": epoch + 1, "train_loss": train_loss, "seconds": seconds, "lr": optimizer.lr,
-                        **{f"val_{k}": v for k, v in metrics.items()}})
-        log(f"epoch {epoch + 1}/{config.epochs}  loss {train_loss:.4f}  val mAP@0.5 {metrics['map_50']:.4f}  "
-            f"mAP@[.5:.95] {metrics['map']:.4f}  ({seconds:.1f} s)")
-        save_checkpoint(path, model, optimizer, schedule,
-                        meta={"train_config": dataclasses.asdict(config), "task": "detect", "epoch": epoch,
-                              "history": history, "class_names": list(train_set.class_names)})
-        _history_files(config.out, history)
+    history = fit(model, step, lambda epoch: batches((train_set.images, index), config.batch_size,
+                                                     seed=config.seed, epoch=epoch),
+                  steps_per_epoch, optimizer, schedule, config, task="detect", ckpt=ckpt,
+                  evaluate=lambda epoch: evaluate_detector(model, val_set, config.batch_size, config.score_threshold),
+                  summary=lambda m: f"val mAP@0.5 {m['map_50']:.4f}  mAP@[.5:.95] {m['map']:.4f}",
+                  meta={"class_names": list(train_set.class_names)}, progress=progress, log=log,
+                  stop_after=stop_after)
     if history:
         save_detection_figures(config.out, history, model, val_set, config.score_threshold)
-    return {"history": history, "model": model, "val_set": val_set, "checkpoint": path}
+    return {"history": history, "model": model, "val_set": val_set,
+            "checkpoint": os.path.join(config.out, CHECKPOINT)}
 
 
 def plot_detections(ax, image, target, detections, class_names, min_score=0.3):
@@ -201,27 +177,3 @@ def save_detection_figures(out, history, model, dataset, score_threshold=0.05, c
     fig.tight_layout()
     fig.savefig(os.path.join(out, "learning_curves.png"), dpi=100)
     plt.close(fig)
-
-
-def cmd_train_detect(args) -> int:
-    """``python -m minimal_seg train --task detect``: DetectConfig's defaults, overridden by the given options."""
-    import sys
-
-    given = {k: getattr(args, k, None) for k in ("epochs", "batch_size", "lr", "seed", "base_channels", "optimizer")}
-    unused = [f"--{k.replace('_', '-')}" for k in ("loss", "crop_size") if getattr(args, k, None) is not None]
-    if unused or getattr(args, "data", "shapes") not in ("shapes", "instance_shapes"):
-        print(f"error: --task detect trains YOLO on instance_shapes; it takes no {', '.join(unused) or '--data'} "
-              f"(got --data {args.data})", file=sys.stderr)
-        return 2
-    config = DetectConfig(backend=args.backend or get_backend(), out=args.out or DetectConfig.out,
-                          **{k: v for k, v in given.items() if v is not None})
-    print("training YOLO " + ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(config).items()))
-    try:
-        result = train_detect(config, resume=args.resume, progress=not args.no_progress)
-    except TrainingDiverged as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    last = result["history"][-1]
-    print(f"done: val mAP@0.5 {last['val_map_50']:.4f}, mAP@[.5:.95] {last['val_map']:.4f}; wrote checkpoint.npz, "
-          f"metrics.csv, metrics.json, learning_curves.png, detections.png to {config.out}/")
-    return 0

@@ -19,14 +19,12 @@ iou_type="segm") and draw their predictions with one colour per instance.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 
 import numpy
 
 from . import functional as F
-from .backend import asarray, get_backend, set_backend, to_numpy
-from .checkpoint import save_checkpoint
+from .backend import asarray, to_numpy
 from .classical import instance_boundaries, instances_from_classes
 from .classical.components import instance_masks
 from .data import batches, default_augmentation, get_dataset
@@ -36,7 +34,7 @@ from .data.nuclei import Nuclei
 from .metrics import box_iou, mean_average_precision, nms
 from .models import build_model
 from .models.mask_rcnn_lite import MaskRCNNLite, mask_rcnn_loss_backward, mask_rcnn_loss_forward, mask_targets
-from .train import TrainConfig, _progress, _stack, make_loss, make_optimizer, train_step
+from .train import TrainConfig, fit, make_loss, make_optimizer, run_task, train_step
 
 INTERIOR, BOUNDARY = 1, 2
 EVAL_PROPOSALS = 7  # seeds the held-out proposals together with the run's seed
@@ -64,68 +62,69 @@ def three_class_targets(instances):
     return classes
 
 
-def run_epochs(config, num_samples, make_batches, step, log=print, progress=True):
-    """The epoch loop both instance tasks share: ``step(batch)`` on every batch of every epoch.
-
-    ``make_batches(epoch)`` yields the batches of an epoch; ``step`` returns the
-    loss (a 0-d device array). Returns the mean loss of each epoch.
-    """
-    steps = -(-num_samples // config.batch_size)
-    means = []
-    for epoch in range(config.epochs):
-        bar = _progress(steps, f"epoch {epoch + 1}/{config.epochs}", progress)
-        losses = []
-        for batch in make_batches(epoch):
-            losses.append(step(batch))
-            if bar is not None:
-                bar.update(1)
-        if bar is not None:
-            bar.close()
-        means.append(float(to_numpy(_stack(losses)).mean()))
-        log(f"epoch {epoch + 1}/{config.epochs}  loss {means[-1]:.4f}")
-    return means
-
-
-def _use_backend(config):
-    if config.backend != get_backend():
-        set_backend(config.backend)
-
-
 # ----------------------------------------------------------------------------------------------
 # One stage: background / interior / boundary, then components + watershed
 # ----------------------------------------------------------------------------------------------
 
-def train_one_stage(config: TrainConfig, log=print, progress=True) -> dict:
+def train_one_stage(config: TrainConfig, log=print, progress=True, resume=False, stop_after=None) -> dict:
     """Train ``config.model`` on the nuclei train quadrants for 3 classes; evaluate on the test quadrant.
 
-    Returns {"model", "losses", "metrics", "predictions" (instance labels of the test tiles)}
-    and writes checkpoint.npz, metrics.json and instances.png to ``config.out``.
+    Returns {"model", "history", "losses" (per epoch), "metrics", "predictions" (instance labels of the
+    test tiles)} and writes checkpoint.npz, metrics.csv, metrics.json and instances.png to ``config.out``.
+    The loop is ``train.fit`` (through ``train.run_task``); the mask AP is measured after the last epoch.
     """
-    _use_backend(config)
+    return run_task("instance", config, lambda ckpt: _train_one_stage(config, ckpt, log, progress, stop_after),
+                    resume)
+
+
+def _train_one_stage(config, ckpt, log, progress, stop_after):
     train_set, test_set = Nuclei("train"), Nuclei("test")
     model = build_model(config.model, in_channels=1, num_classes=len(ONE_STAGE_CLASSES),
                         base_channels=config.base_channels, seed=config.seed, **config.model_options)
     images = numpy.repeat(train_set.images, config.repeat, axis=0)
     targets = numpy.repeat(three_class_targets(train_set.instances), config.repeat, axis=0)
-    total = config.epochs * -(-len(images) // config.batch_size)
-    optimizer, schedule = make_optimizer(config, model, total)
+    steps = -(-len(images) // config.batch_size)
+    optimizer, schedule = make_optimizer(config, model, config.epochs * steps)
     loss_fns = make_loss(config.loss)
     transform = default_augmentation() if config.augment else None
+    found = {}
 
-    def make_batches(epoch):
+    def evaluate(epoch):
+        found["predictions"], foreground = predict_one_stage(model, test_set.images)
+        found["metrics"] = mask_ap(found["predictions"], test_set.instances, foreground)
+        return scalars(found["metrics"])
+
+    def epoch_batches(epoch):
         return batches((images, targets), config.batch_size, seed=config.seed, epoch=epoch, transform=transform,
                        crop_size=config.crop_size)
 
-    losses = run_epochs(config, len(images), make_batches,
-                        lambda batch: train_step(model, optimizer, schedule, loss_fns, *batch), log, progress)
-    predictions, foreground = predict_one_stage(model, test_set.images)
-    metrics = mask_ap(predictions, test_set.instances, foreground)
-    log(f"nuclei test quadrant: mask AP@0.5 {metrics['map_50']:.3f}  AP@[.5:.95] {metrics['map']:.3f}  "
-        f"({int(predictions.max(axis=(1, 2)).sum())} instances predicted, {test_set.num_instances()} annotated)")
-    _save_run(config, model, optimizer, schedule, losses, metrics)
-    draw_instances(test_set.images[:, 0], test_set.instances, predictions,
-                   os.path.join(config.out, "instances.png"))
-    return {"model": model, "losses": losses, "metrics": metrics, "predictions": predictions}
+    history = fit(model, lambda batch: train_step(model, optimizer, schedule, loss_fns, *batch), epoch_batches,
+                  steps, optimizer, schedule, config, task="instance", ckpt=ckpt,
+                  evaluate=after_last_epoch(config, evaluate), summary=ap_summary, meta={"class_names":
+                  list(ONE_STAGE_CLASSES)}, progress=progress, log=log, stop_after=stop_after)
+    if "metrics" in found:
+        predictions = found["predictions"]
+        log(f"nuclei test quadrant: mask AP@0.5 {found['metrics']['map_50']:.3f}  AP@[.5:.95] "
+            f"{found['metrics']['map']:.3f}  ({int(predictions.max(axis=(1, 2)).sum())} instances predicted, "
+            f"{test_set.num_instances()} annotated)")
+        draw_instances(test_set.images[:, 0], test_set.instances, predictions,
+                       os.path.join(config.out, "instances.png"))
+    return {"model": model, "history": history, "losses": [row["train_loss"] for row in history], **found}
+
+
+def after_last_epoch(config, evaluate):
+    """``evaluate`` for ``train.fit`` that measures only after the last epoch (the AP costs a full prediction)."""
+    return lambda epoch: evaluate(epoch) if epoch + 1 == config.epochs else {}
+
+
+def scalars(metrics):
+    """The scalar entries of ``mean_average_precision``'s dict, as floats (for the history and metrics files)."""
+    return {k: float(v) for k, v in metrics.items() if numpy.ndim(v) == 0}
+
+
+def ap_summary(metrics):
+    """The mask AP in an epoch's log line."""
+    return f"mask AP@0.5 {metrics['map_50']:.3f}  AP@[.5:.95] {metrics['map']:.3f}"
 
 
 def class_probabilities(model, images, batch_size=4):
@@ -171,17 +170,6 @@ def mask_ap(pred_labels, true_labels, foreground=None) -> dict:
     for t in targets:
         del t["scores"]
     return mean_average_precision(preds, targets, iou_type="segm")
-
-
-def _save_run(config, model, optimizer, schedule, losses, metrics):
-    import json
-
-    os.makedirs(config.out, exist_ok=True)
-    scalars = {k: float(v) for k, v in metrics.items() if numpy.ndim(v) == 0}
-    save_checkpoint(os.path.join(config.out, "checkpoint.npz"), model, optimizer, schedule,
-                    meta={"train_config": dataclasses.asdict(config), "losses": losses, "metrics": scalars})
-    with open(os.path.join(config.out, "metrics.json"), "w") as f:
-        json.dump({"losses": losses, **scalars}, f, indent=1)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -288,37 +276,49 @@ def predict_two_stage(model, images, proposals, nms_threshold=0.5):
     return results
 
 
-def train_two_stage(config: TrainConfig, log=print, progress=True) -> dict:
-    """Train Mask R-CNN-lite on instance Shapes; mask and box AP on held-out images.
+def train_two_stage(config: TrainConfig, log=print, progress=True, resume=False, stop_after=None) -> dict:
+    """Train Mask R-CNN-lite on instance Shapes; mask and box AP on held-out images (after the last epoch).
 
     Proposals are the annotated boxes jittered plus random background boxes
     (``sample_proposals``), in training and at evaluation: the numbers measure
     the second stage (RoIAlign, classification, mask) given proposals of IoU >= 0.5,
-    not a detector's recall.
+    not a detector's recall. The loop is ``train.fit`` (through ``train.run_task``).
     """
-    _use_backend(config)
+    return run_task("instance", config, lambda ckpt: _train_two_stage(config, ckpt, log, progress, stop_after),
+                    resume, models=("mask_rcnn_lite",))
+
+
+def _train_two_stage(config, ckpt, log, progress, stop_after):
     train_set = get_dataset("instance_shapes", "train", **config.data_kwargs("train"))
     val_set = get_dataset("instance_shapes", "val", **config.data_kwargs("val"))
     model = MaskRCNNLite(in_channels=train_set.images.shape[1], num_classes=train_set.num_classes - 1,
                          base_channels=config.base_channels, seed=config.seed, **config.model_options)
     steps = -(-len(train_set) // config.batch_size)
     optimizer, schedule = make_optimizer(config, model, config.epochs * steps)
+    found = {}
 
-    def make_batches(epoch):
+    def epoch_batches(epoch):
         rng = epoch_rng(config.seed, epoch)
         order = rng.permutation(len(train_set))
         for start in range(0, len(order), config.batch_size):
             yield proposal_batch(train_set, order[start:start + config.batch_size], rng)
 
-    losses = run_epochs(config, len(train_set), make_batches,
-                        lambda batch: two_stage_step(model, optimizer, schedule, *batch), log, progress)
-    metrics, predictions = evaluate_two_stage(model, val_set, jittered_proposals(val_set, config.seed))
-    log(f"instance Shapes, {len(val_set)} held-out images: mask AP@0.5 {metrics['map_50']:.3f}  "
-        f"AP@[.5:.95] {metrics['map']:.3f}  (box AP@0.5 {metrics['box_map_50']:.3f})")
-    _save_run(config, model, optimizer, schedule, losses, metrics)
-    draw_instances(val_set.images[:4, 0], val_set.instance_ids[:4], [as_label_map(p) for p in predictions[:4]],
-                   os.path.join(config.out, "instances.png"))
-    return {"model": model, "losses": losses, "metrics": metrics, "predictions": predictions}
+    def evaluate(epoch):
+        found["metrics"], found["predictions"] = evaluate_two_stage(model, val_set,
+                                                                    jittered_proposals(val_set, config.seed))
+        return scalars(found["metrics"])
+
+    history = fit(model, lambda batch: two_stage_step(model, optimizer, schedule, *batch), epoch_batches, steps,
+                  optimizer, schedule, config, task="instance", ckpt=ckpt, evaluate=after_last_epoch(config, evaluate),
+                  summary=ap_summary, meta={"class_names": list(train_set.class_names)}, progress=progress, log=log,
+                  stop_after=stop_after)
+    if "metrics" in found:
+        metrics, predictions = found["metrics"], found["predictions"]
+        log(f"instance Shapes, {len(val_set)} held-out images: mask AP@0.5 {metrics['map_50']:.3f}  "
+            f"AP@[.5:.95] {metrics['map']:.3f}  (box AP@0.5 {metrics['box_map_50']:.3f})")
+        draw_instances(val_set.images[:4, 0], val_set.instance_ids[:4], [as_label_map(p) for p in predictions[:4]],
+                       os.path.join(config.out, "instances.png"))
+    return {"model": model, "history": history, "losses": [row["train_loss"] for row in history], **found}
 
 
 def jittered_proposals(dataset, seed):
@@ -371,40 +371,6 @@ def as_label_map(prediction, min_score=0.5):
 
 
 # ----------------------------------------------------------------------------------------------
-# The command line: python -m minimal_seg train --task instance --data nuclei | instance_shapes
-# ----------------------------------------------------------------------------------------------
-
-TRAINERS = {"nuclei": train_one_stage, "instance_shapes": train_two_stage}
-OPTIONS = ("epochs", "batch_size", "lr", "seed", "base_channels", "loss", "crop_size", "optimizer")
-
-
-def cmd_train_instance(args) -> int:
-    """``train --task instance``: the dataset's defaults (``INSTANCE_DEFAULTS``) overridden by the options given."""
-    import sys
-
-    if args.data not in TRAINERS or args.resume:
-        print(f"error: --task instance trains on --data nuclei (one stage) or instance_shapes (two stages), "
-              f"from scratch (no --resume); got --data {args.data}", file=sys.stderr)
-        return 2
-    options = dict(INSTANCE_DEFAULTS[args.data])
-    options.update({name: getattr(args, name) for name in OPTIONS if getattr(args, name) is not None})
-    if args.data == "nuclei":
-        options["model"] = args.model
-    elif args.model != "unet":  # the parser's default: the two-stage model is always Mask R-CNN-lite
-        print(f"error: --data instance_shapes trains mask_rcnn_lite; --model {args.model} does not apply",
-              file=sys.stderr)
-        return 2
-    out = args.out or f"runs/{options['model']}-{args.data}"
-    config = TrainConfig(data=args.data, backend=args.backend or get_backend(), out=out, **options)
-    print(f"training {config.model} for instances on {config.data}, {config.epochs} epochs, writing to {out}/")
-    result = TRAINERS[args.data](config, progress=not args.no_progress)
-    m = result["metrics"]
-    print(f"done: mask AP@0.5 {m['map_50']:.3f}, AP@[.5:.95] {m['map']:.3f}; wrote checkpoint.npz, metrics.json, "
-          f"instances.png to {out}/")
-    return 0
-
-
-# ----------------------------------------------------------------------------------------------
 # Drawing: one colour per instance
 # ----------------------------------------------------------------------------------------------
 
@@ -435,3 +401,7 @@ def draw_instances(images, truth, pred, path=None, titles=("image", "annotated i
         fig.savefig(path, dpi=100)
         plt.close(fig)
     return fig
+
+
+# The trainer of each dataset of `train --task instance --data DATA`.
+TRAINERS = {"nuclei": train_one_stage, "instance_shapes": train_two_stage}

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from minimal_seg.cli import main
+from minimal_seg.train import ConfigError, TrainConfig, TrainingDiverged, train
 from minimal_seg.train_detect import DetectConfig, detect, evaluate_detector, train_detect
 
 
@@ -45,3 +46,31 @@ def test_cli_task_detect_rejects_segmentation_options(capsys):
     assert "--loss" in capsys.readouterr().err
     assert main(["train", "--task", "detect", "--data", "nuclei"]) == 2
     assert "instance_shapes" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("field, value", [("epochs", 0), ("batch_size", 0), ("lr", float("nan")), ("seed", -1),
+                                          ("depth", 0), ("lambda_coord", -1.0), ("optimizer", "lion")])
+def test_config_is_checked_before_any_data_is_built(tmp_path, field, value):
+    with pytest.raises(ConfigError) as err:
+        train_detect(tiny(tmp_path, **{field: value}), progress=False, log=lambda *_: None)
+    assert err.value.field == field
+    assert not (tmp_path / "run").exists()
+
+
+def test_resume_refuses_a_checkpoint_of_another_task(tmp_path):
+    out = str(tmp_path / "run")
+    train(TrainConfig(epochs=1, num_train=8, num_val=4, image_size=32, base_channels=4, batch_size=8, out=out),
+          progress=False, log=lambda *_: None)
+    with pytest.raises(ConfigError, match="--task segment, not detect") as err:
+        train_detect(tiny(tmp_path), resume=True, progress=False, log=lambda *_: None)
+    assert err.value.field == "task"
+
+
+def test_nan_in_the_first_epoch_names_no_checkpoint(tmp_path, monkeypatch):
+    import minimal_seg.train_detect as module
+
+    real_step = module.train_step
+    monkeypatch.setattr(module, "train_step", lambda *args: real_step(*args) * np.float32("nan"))
+    with pytest.raises(TrainingDiverged, match="in epoch 1; stopped. No checkpoint was written"):
+        train_detect(tiny(tmp_path, epochs=1, num_train=16), progress=False, log=lambda *_: None)
+    assert not (tmp_path / "run" / "checkpoint.npz").exists()

@@ -104,8 +104,9 @@ def test_one_stage_run_end_to_end(tmp_path):
     result = train_one_stage(config, log=lambda line: None, progress=False)
     assert 0.0 <= result["metrics"]["map"] <= result["metrics"]["map_50"] <= 1.0
     assert result["predictions"].shape == (1, 256, 256)
-    assert {"checkpoint.npz", "metrics.json", "instances.png"} <= set(os.listdir(tmp_path))
-    assert len(json.load(open(tmp_path / "metrics.json"))["losses"]) == 1
+    assert {"checkpoint.npz", "metrics.csv", "metrics.json", "instances.png"} <= set(os.listdir(tmp_path))
+    rows = json.load(open(tmp_path / "metrics.json"))  # one row per epoch; the AP after the last
+    assert len(rows) == 1 and rows[0]["val_map"] == pytest.approx(result["metrics"]["map"])
 
 
 def test_two_stage_run_end_to_end(tmp_path):
@@ -132,11 +133,11 @@ def test_detector_proposals_come_from_a_saved_yolo(tmp_path):
     assert sum(len(p) for p in proposals) > 0
 
 
-def test_command_line_rejects_other_data_and_models(capsys):
+def test_command_line_rejects_other_data_and_models(tmp_path, capsys):
     assert main(["train", "--task", "instance", "--data", "shapes", "--no-progress"]) == 2
     assert "--data nuclei" in capsys.readouterr().err
-    assert main(["train", "--task", "instance", "--data", "nuclei", "--resume"]) == 2
-    assert "no --resume" in capsys.readouterr().err
+    assert main(["train", "--task", "instance", "--data", "nuclei", "--out", str(tmp_path / "none"), "--resume"]) == 2
+    assert "does not exist" in capsys.readouterr().err
     assert main(["train", "--task", "instance", "--data", "instance_shapes", "--model", "fpn"]) == 2
     assert "mask_rcnn_lite" in capsys.readouterr().err
     assert set(INSTANCE_DEFAULTS) == {"nuclei", "instance_shapes"}
@@ -148,3 +149,25 @@ def test_command_line_trains_the_one_stage_model(tmp_path, capsys):
                  "--base-channels", "2", "--crop-size", "32", "--batch-size", "96", "--out", str(out),
                  "--no-progress"]) == 0
     assert "mask AP@0.5" in capsys.readouterr().out and (out / "instances.png").exists()
+
+
+def test_two_stage_nan_stops_and_resume_is_exact(tmp_path, monkeypatch):
+    """The shared loop's guarantees: a resumed run gives the losses of a whole one; a NaN names the kept epoch."""
+    import minimal_seg.train_instance as module
+    from minimal_seg.train import TrainingDiverged
+
+    def config(out):
+        return TrainConfig(data="instance_shapes", model="mask_rcnn_lite", epochs=2, num_train=8, num_val=4,
+                           image_size=32, batch_size=4, base_channels=4, out=str(tmp_path / out))
+
+    quiet = {"log": lambda line: None, "progress": False}
+    whole = train_two_stage(config("whole"), **quiet)
+    train_two_stage(config("resumed"), stop_after=1, **quiet)
+    resumed = train_two_stage(config("resumed"), resume=True, **quiet)
+    assert [r["step_losses"] for r in resumed["history"]] == [r["step_losses"] for r in whole["history"]]
+    assert resumed["metrics"]["map"] == whole["metrics"]["map"]
+    train_two_stage(config("nan"), stop_after=1, **quiet)
+    real_step = module.two_stage_step
+    monkeypatch.setattr(module, "two_stage_step", lambda *args: real_step(*args) * np.float32("nan"))
+    with pytest.raises(TrainingDiverged, match="in epoch 2; stopped. The last good checkpoint .after epoch 1"):
+        train_two_stage(config("nan"), resume=True, **quiet)
