@@ -3,7 +3,7 @@ a planted bug where the two heads' gradients meet, mask targets through RoIAlign
 import numpy as np
 import pytest
 from helpers import torch_or_skip
-from test_fpn import EPS, MODEL_TOL, _off_init  # the model tests' tolerances and off-init noise
+from model_helpers import EPS, MODEL_TOL, off_init  # the model tests' tolerances and off-init noise
 
 from minimal_seg.backend import array_module, to_numpy
 from minimal_seg.gradcheck import check_gradients, gradcheck
@@ -39,7 +39,7 @@ def _model_check(model, x, rois):
 
 @pytest.mark.parametrize("level", [0, 1])
 def test_whole_model_gradcheck(xp, level):
-    model = _off_init(MaskRCNNLite(in_channels=2, num_classes=2, base_channels=2, depth=2, level=level,
+    model = off_init(MaskRCNNLite(in_channels=2, num_classes=2, base_channels=2, depth=2, level=level,
                                    roi_size=3, seed=1).astype(np.float64))
     x = xp.asarray(np.random.default_rng(0).standard_normal((2, 2, 15, 17)))  # padded to 16 x 20
     report = check_gradients(*_model_check(model, x, _rois(xp)), "mask_rcnn_lite", EPS, MODEL_TOL, directions=2)
@@ -48,7 +48,7 @@ def test_whole_model_gradcheck(xp, level):
 
 
 def test_overwritten_head_gradient_is_caught(xp, monkeypatch):
-    model = _off_init(MaskRCNNLite(in_channels=1, num_classes=2, base_channels=2, depth=2, roi_size=3,
+    model = off_init(MaskRCNNLite(in_channels=1, num_classes=2, base_channels=2, depth=2, roi_size=3,
                                    seed=1).astype(np.float64))
     x = xp.asarray(np.random.default_rng(0).standard_normal((2, 1, 16, 16)))
     monkeypatch.setattr(MaskRCNNLite, "_two_heads_sum", staticmethod(lambda d_class, d_mask: d_mask))
