@@ -34,6 +34,7 @@ OPTIONS = dict(model="unet", epochs=1000, batch_size=8, base_channels=16, num_tr
 
 CHILD = """
 import os, sys
+from minimal_seg.train import TrainConfig, train
 out, stop_after = sys.argv[1], (int(sys.argv[2]) if len(sys.argv) > 2 else None)
 config = TrainConfig(out=out, **{options!r})
 resume = os.path.exists(os.path.join(out, "checkpoint.npz"))
