@@ -323,6 +323,9 @@ def _add_bench_command(sub):
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     p.add_argument("--out", default=".", help="folder for bench.json and bench.png (default: here)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None,
+                   help="BLAS/OpenMP threads for numpy and torch (default: all cores on an idle machine, 1 on "
+                        "a busy one, or $MINIMAL_SEG_THREADS / $OPENBLAS_NUM_THREADS)")
     p.add_argument("--settle", type=float, default=0.15,
                    help="seconds between the NumPy and the torch timings, for BLAS/OpenMP threads to sleep")
     _add_backend(p)
@@ -380,6 +383,9 @@ def _add_training_commands(sub):
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    from ._threads import pick_threads
+
+    pick_threads(getattr(args, "threads", None))  # BLAS threads: see minimal_seg._threads
     if getattr(args, "backend", None):
         from .backend import BackendUnavailableError, set_backend
 

@@ -1,0 +1,86 @@
+"""How many threads BLAS (and OpenMP) may use: picked once by the command line, the tests and the bench.
+
+On this course's 2-core machines OpenBLAS with 2 threads was measured
+*slower* than with 1 whenever other processes kept the cores busy: its
+worker threads wait for each other at every GEMM, and one of them is
+always waiting for a core. A second thread pays only on an idle machine.
+So the default is load-aware::
+
+    threads = max(1, min(cores, round(cores - load)))     load: the 1-minute load average
+
+(2 cores: 2 threads below a load of 0.5, else 1). ``MINIMAL_SEG_THREADS=N``
+fixes the number, and so does an explicit ``OPENBLAS_NUM_THREADS`` /
+``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` (then nothing here changes it).
+The limit is applied at run time with ``threadpoolctl`` (NumPy is already
+imported by then, so setting the environment variables would be too late);
+without threadpoolctl it is left to the environment variables.
+"""
+from __future__ import annotations
+
+import os
+
+BLAS_ENV_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+THREADS_ENV_VAR = "MINIMAL_SEG_THREADS"
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity), else the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def default_threads(cores: int | None = None, load: float | None = None) -> int:
+    """The thread count of the rule above: ``MINIMAL_SEG_THREADS``, else from the cores and the load."""
+    fixed = os.environ.get(THREADS_ENV_VAR)
+    if fixed:
+        return _positive(fixed, THREADS_ENV_VAR)
+    cores = usable_cores() if cores is None else cores
+    if load is None:
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    return max(1, min(cores, round(cores - load)))
+
+
+def set_threads(count) -> bool:
+    """Limit BLAS and OpenMP (of the libraries loaded so far) to ``count`` threads; False without threadpoolctl."""
+    count = _positive(count, "threads")
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return False
+    threadpool_limits(limits=count)
+    return True
+
+
+def pick_threads(requested=None) -> int | None:
+    """Apply ``requested`` (a count), else the default rule unless a BLAS variable is set; returns the count set.
+
+    None means that nothing was changed (an explicit environment variable
+    rules, or threadpoolctl is missing).
+    """
+    if requested is None:
+        if any(os.environ.get(v) for v in BLAS_ENV_VARS):
+            return None
+        requested = default_threads()
+    return int(requested) if set_threads(requested) else None
+
+
+def blas_threads() -> int | None:
+    """The thread count of the first BLAS library loaded (via threadpoolctl), None if unknown."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return None
+    counts = [lib["num_threads"] for lib in threadpool_info() if lib.get("user_api") == "blas"]
+    return counts[0] if counts else None
+
+
+def _positive(value, name) -> int:
+    try:
+        count = int(value)
+    except (TypeError, ValueError):
+        count = 0
+    if count < 1:
+        raise ValueError(f"{name} must be a positive whole number of threads, got {value!r}")
+    return count
