@@ -39,11 +39,18 @@ are still in the cache.
 **1x1, stride 1, no padding.** Image n already is the (C, H*W) matrix its
 columns would be: out[n] = W @ x[n] is one batched GEMM (``matmul``) that
 writes the output in its final layout, and so are both gradients.
+
+**Copies on more than one core.** The copies of the wide path (padding,
+the wide columns, the wide result back to NCHW) are split by blocks of
+channels over a small thread pool (``_parallel``, off by default:
+``MINIMAL_SEG_COPY_THREADS``); every element is still copied once, so the
+results are bit-identical.
 """
 from __future__ import annotations
 
 from ..backend import array_module
 from ._im2col_budget import batch_chunks, row_blocks
+from ._parallel import parallel_blocks
 from .im2col import batch_first, channels_first, col2im, conv_weight_grad, im2col
 
 MIN_WIDE_FILL = 0.85  # wide columns only where OW >= 0.85 Wp (64x64: 0.97, 16x16: 0.89, 8x8: 0.8 -> im2col)
@@ -202,18 +209,34 @@ def _use_wide(out_width, width):
     return out_width >= MIN_WIDE_FILL * width
 
 
+def _pad_channels_first(x, rows, columns):
+    """x (N, C, H, W) -> (C, N, top + H + bottom, left + W + right), zeros around; rows = (top, bottom), columns likewise.
+
+    Only the border is zeroed; the channels are copied by blocks (``parallel_blocks``).
+    """
+    n, c, h, w = x.shape
+    (top, bottom), (left, right) = rows, columns
+    xpad = array_module(x).empty((c, n, top + h + bottom, left + w + right), dtype=x.dtype)
+    xt = x.transpose(1, 0, 2, 3)
+
+    def pad(block):
+        for border in (xpad[block, :, :top], xpad[block, :, top + h:], xpad[block, :, top:top + h, :left],
+                       xpad[block, :, top:top + h, left + w:]):
+            border[...] = 0
+        xpad[block, :, top:top + h, left:left + w] = xt[block]
+
+    parallel_blocks(pad, c, xpad.nbytes, x)
+    return xpad
+
+
 def _pad_flat(x, padding):
     """x (N, C, H, W) -> (C, N, (H + 2*PH + 1) * Wp): zero-padded, channels first, each image flattened.
 
     Wp = W + 2*PW. One extra zero row at the bottom keeps every shifted
     slice of ``im2col_wide`` inside its image.
     """
-    xp = array_module(x)
-    (ph, pw) = padding
-    n, c, h, w = x.shape
-    hp, wp = h + 2 * ph + 1, w + 2 * pw
-    xpad = xp.zeros((c, n, hp, wp), dtype=x.dtype)
-    xpad[:, :, ph:ph + h, pw:pw + w] = x.transpose(1, 0, 2, 3)
+    xpad = _pad_channels_first(x, (padding[0], padding[0] + 1), (padding[1], padding[1]))
+    c, n, hp, wp = xpad.shape
     return xpad.reshape(c, n, hp * wp)
 
 
@@ -231,17 +254,26 @@ def im2col_wide(xflat, width, kernel_size, dilation, rows):
     c, n, _ = xflat.shape
     count = (rows.stop - rows.start) * width
     cols = xp.empty((c, kh, kw, n, count), dtype=xflat.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            start = (rows.start + i * dh) * width + j * dw
-            cols[:, i, j] = xflat[:, :, start:start + count]
+
+    def copy(block):  # the rows of cols of the channels in block
+        for i in range(kh):
+            for j in range(kw):
+                start = (rows.start + i * dh) * width + j * dw
+                cols[block, i, j] = xflat[block, :, start:start + count]
+
+    parallel_blocks(copy, c, cols.nbytes, xflat)
     return cols.reshape(c * kh * kw, n * count)
 
 
 def _wide_to_nchw(m, width, out):
     """Write the wide result m (C, N*R*Wp), Wp = ``width``, into out (N, C, R, W): drop the positions ow >= W."""
     n, c, r, w = out.shape
-    out[...] = m.reshape(c, n, r, width)[:, :, :, :w].transpose(1, 0, 2, 3)
+    m = m.reshape(c, n, r, width)[:, :, :, :w].transpose(1, 0, 2, 3)
+
+    def copy(block):
+        out[:, block] = m[:, block]
+
+    parallel_blocks(copy, c, out.nbytes, m)
 
 
 def _conv2d_wide(x, w, b, padding, dilation, out):
@@ -275,8 +307,7 @@ def _grads_wide(dout, x, w_mat, kernel_size, padding, dilation):
     dx, dw = xp.empty(x.shape, dtype=x.dtype), 0
     for images, blocks in row_blocks(x, h, w_mat.shape[1] * width * x.itemsize):
         dflat = _pad_flat(dout[images], padding)
-        xwide = xp.zeros((c, images.stop - images.start, h, width), dtype=x.dtype)
-        xwide[:, :, :, :wd] = x[images].transpose(1, 0, 2, 3)
+        xwide = _pad_channels_first(x[images], (0, 0), (0, width - wd))
         for rows in blocks:
             dcols = im2col_wide(dflat, width, kernel_size, dilation, rows)
             dw = dw + conv_weight_grad(xwide[:, :, rows].reshape(c, -1), dcols)
