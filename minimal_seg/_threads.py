@@ -6,9 +6,12 @@ worker threads wait for each other at every GEMM, and one of them is
 always waiting for a core. A second thread pays only on an idle machine.
 So the default is load-aware::
 
-    threads = max(1, min(cores, round(cores - load)))     load: the 1-minute load average
+    threads = max(1, min(cores, round(cores - busy)))
 
-(2 cores: 2 threads below a load of 0.5, else 1). ``MINIMAL_SEG_THREADS=N``
+where busy is the number of other processes running now (on Linux the
+median of a few samples of ``procs_running`` in /proc/stat, less this
+process; elsewhere the 1-minute load average, which also remembers the
+last minute). On 2 cores: 2 threads when nothing else runs, else 1. ``MINIMAL_SEG_THREADS=N``
 fixes the number, and so does an explicit ``OPENBLAS_NUM_THREADS`` /
 ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` (then nothing here changes it).
 The limit is applied at run time with ``threadpoolctl`` (NumPy is already
@@ -18,6 +21,8 @@ without threadpoolctl it is left to the environment variables.
 from __future__ import annotations
 
 import os
+import statistics
+import time
 
 BLAS_ENV_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 THREADS_ENV_VAR = "MINIMAL_SEG_THREADS"
@@ -31,15 +36,29 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def default_threads(cores: int | None = None, load: float | None = None) -> int:
-    """The thread count of the rule above: ``MINIMAL_SEG_THREADS``, else from the cores and the load."""
+def busy_cores(samples: int = 5, interval: float = 0.01) -> float:
+    """How many other processes are running: the median of a few samples of /proc/stat's ``procs_running``
+    less this process, or the 1-minute load average where /proc/stat is missing."""
+    counts = []
+    for i in range(samples):
+        try:
+            with open("/proc/stat") as f:
+                counts.extend(int(line.split()[1]) - 1 for line in f if line.startswith("procs_running"))
+        except OSError:
+            return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+        if i + 1 < samples:
+            time.sleep(interval)
+    return float(statistics.median(counts)) if counts else 0.0
+
+
+def default_threads(cores: int | None = None, busy: float | None = None) -> int:
+    """The thread count of the rule above: ``MINIMAL_SEG_THREADS``, else from the cores and the busy ones."""
     fixed = os.environ.get(THREADS_ENV_VAR)
     if fixed:
         return _positive(fixed, THREADS_ENV_VAR)
     cores = usable_cores() if cores is None else cores
-    if load is None:
-        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    return max(1, min(cores, round(cores - load)))
+    busy = busy_cores() if busy is None else busy
+    return max(1, min(cores, round(cores - busy)))
 
 
 def set_threads(count) -> bool:

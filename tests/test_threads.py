@@ -1,4 +1,6 @@
 """The BLAS thread count: the load-aware default, the settings that fix it, and that it is applied."""
+import os
+
 import pytest
 
 from minimal_seg import _threads
@@ -10,10 +12,17 @@ def no_thread_vars(monkeypatch):
         monkeypatch.delenv(name, raising=False)
 
 
-@pytest.mark.parametrize("cores,load,expected", [(2, 0.0, 2), (2, 0.4, 2), (2, 0.8, 1), (2, 9.0, 1),
-                                                 (8, 3.2, 5), (8, 0.0, 8), (1, 0.0, 1)])
-def test_default_follows_the_idle_cores(no_thread_vars, cores, load, expected):
-    assert _threads.default_threads(cores, load) == expected
+@pytest.mark.parametrize("cores,busy,expected", [(2, 0.0, 2), (2, 0.4, 2), (2, 1.0, 1), (2, 9.0, 1),
+                                                 (8, 3.0, 5), (8, 0.0, 8), (1, 0.0, 1)])
+def test_default_follows_the_idle_cores(no_thread_vars, cores, busy, expected):
+    assert _threads.default_threads(cores, busy) == expected
+
+
+def test_busy_cores_counts_the_other_running_processes():
+    if not os.path.exists("/proc/stat"):
+        pytest.skip("no /proc/stat: the load average is used")
+    busy = _threads.busy_cores(samples=3, interval=0)
+    assert busy >= 0 and busy.is_integer()  # the median of 3 counts
 
 
 def test_the_setting_fixes_the_count(no_thread_vars, monkeypatch):
