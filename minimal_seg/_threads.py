@@ -55,7 +55,7 @@ def default_threads(cores: int | None = None, busy: float | None = None) -> int:
     """The thread count of the rule above: ``MINIMAL_SEG_THREADS``, else from the cores and the busy ones."""
     fixed = os.environ.get(THREADS_ENV_VAR)
     if fixed:
-        return _positive(fixed, THREADS_ENV_VAR)
+        return positive_count(fixed, THREADS_ENV_VAR)
     cores = usable_cores() if cores is None else cores
     busy = busy_cores() if busy is None else busy
     return max(1, min(cores, round(cores - busy)))
@@ -63,7 +63,7 @@ def default_threads(cores: int | None = None, busy: float | None = None) -> int:
 
 def set_threads(count) -> bool:
     """Limit BLAS and OpenMP (of the libraries loaded so far) to ``count`` threads; False without threadpoolctl."""
-    count = _positive(count, "threads")
+    count = positive_count(count, "threads")
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
@@ -95,7 +95,8 @@ def blas_threads() -> int | None:
     return counts[0] if counts else None
 
 
-def _positive(value, name) -> int:
+def positive_count(value, name) -> int:
+    """int(value) if it is a whole number >= 1, else ValueError naming the setting."""
     try:
         count = int(value)
     except (TypeError, ValueError):

@@ -27,6 +27,7 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+from .._threads import positive_count
 from ..backend import is_device_array
 
 MIN_PARALLEL_BYTES = 256 * 2**10  # below about 256 KiB one thread copies faster than two can start
@@ -37,16 +38,6 @@ _pool_lock = threading.Lock()
 _state = threading.local()  # _state.busy: this thread is running a block of parallel_blocks
 
 
-def _parse_threads(value, name) -> int:
-    try:
-        count = int(value)
-    except (TypeError, ValueError):
-        count = 0
-    if count < 1:
-        raise ValueError(f"{name} must be a positive whole number of threads, got {value!r}")
-    return count
-
-
 def get_copy_threads() -> int:
     """Threads that the fast convolutions' copies may use (1: off)."""
     return _settings["threads"]
@@ -54,7 +45,7 @@ def get_copy_threads() -> int:
 
 def set_copy_threads(count) -> None:
     """Set the number of copy threads (1 turns the pool off)."""
-    _settings["threads"] = _parse_threads(count, "copy threads")
+    _settings["threads"] = positive_count(count, "copy threads")
 
 
 @contextlib.contextmanager
