@@ -383,9 +383,9 @@ def _add_training_commands(sub):
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from ._threads import pick_threads
+    from .functional._threads import pick_threads
 
-    pick_threads(getattr(args, "threads", None))  # BLAS threads: see minimal_seg._threads
+    pick_threads(getattr(args, "threads", None))  # BLAS threads: see minimal_seg.functional._threads
     if getattr(args, "backend", None):
         from .backend import BackendUnavailableError, set_backend
 

@@ -27,7 +27,7 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from .._threads import positive_count
+from ._threads import positive_count
 from ..backend import is_device_array
 
 MIN_PARALLEL_BYTES = 256 * 2**10  # below about 256 KiB one thread copies faster than two can start
