@@ -1,8 +1,8 @@
 """The conv table: ours, torch and the bare GEMMs per case, their medians, ratios and totals.
 
 - **ours**: ``conv2d_forward`` (+ ``conv2d_backward``) of minimal_seg, its default method;
-- **winograd**: the same with ``method="winograd"``, for the 3x3 stride-1 convs (opt-in; its totals
-  against ours are in the summary);
+- **winograd**: the same with ``method="winograd"`` at every 3x3 stride-1 conv ("fast" takes it
+  only where it was measured faster; the totals against ours are in the summary);
 - **torch**: ``torch.nn.functional.conv2d`` (+ autograd backward), if torch
   is installed (on the GPU with ``--backend cupy``);
 - **GEMM**: the bare matrix products an im2col convolution needs, with the
@@ -60,7 +60,7 @@ def case_functions(case, xp, torch, rng, sync):
 
     fns = {"ours": ours("fast")}
     if case.op == "conv2d" and winograd_applies(w_shape, (case.stride,) * 2, (case.dilation,) * 2):
-        fns["winograd"] = ours("winograd")  # opt-in, timed for the comparison
+        fns["winograd"] = ours("winograd")  # forced everywhere, for the comparison
     if torch is not None:
         fns["torch"] = _torch_functions(case, torch, (x_np, w_np, b_np, dout_np), "cpu" if xp is numpy else "cuda")
     gemms, layouts = _gemm_functions(case, xp, rng, sync)
