@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy
 
+from ..functional._conv_fast import WINOGRAD_MAX_PIXELS, WINOGRAD_MIN_CHANNELS
 from ..machine import env_text
 from .targets import TARGETS, format_targets
 
@@ -74,7 +75,8 @@ def format_report(result):
         wino = summ["winograd"]
         lines.append(f"method='winograd' at all {wino['cases']} 3x3 stride-1 shapes, fwd+bwd: "
                      f"{wino['total_fwdbwd_ms']['winograd']:.2f} ms, {wino['winograd_over_ours']:.2f}x ours "
-                     f"({wino['total_fwdbwd_ms']['ours']:.2f} ms; ours takes Winograd where C >= 32 on maps <= 16x16)")
+                     f"({wino['total_fwdbwd_ms']['ours']:.2f} ms; ours takes Winograd where C >= {WINOGRAD_MIN_CHANNELS} "
+                     f"on maps of <= {WINOGRAD_MAX_PIXELS} pixels)")
     if result.get("training"):
         rows_t = [[t["model"], f"{t['batch']}x{t['size']}", _fmt(t.get("ours_ms")), _fmt(t.get("torch_ms")),
                    _fmt(t.get("ratio")), _fmt(t.get("ours_images_per_s"), 1), _fmt(t.get("torch_images_per_s"), 1),
