@@ -30,6 +30,7 @@ def _fwd_bwd(xp, transposed, x, w, dout, **opts):
     (False, 5, 4, (6, 40), dict(padding=1)),
     (False, 1, 8, (5, 33), dict(padding=2, dilation=2)),
     (True, 3, 5, (4, 30), dict(padding=1)),
+    (False, 32, 4, (7, 6), dict(padding=1)),  # Winograd (its padded input)
 ])
 @pytest.mark.parametrize("threads", [2, 3])
 def test_copy_threads_give_the_same_bits(xp, rng, every_copy_parallel, transposed, c, oc, size, opts, threads):

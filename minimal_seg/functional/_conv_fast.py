@@ -59,7 +59,7 @@ from __future__ import annotations
 from ..backend import array_module, is_device_array
 from . import _winograd
 from ._im2col_budget import batch_chunks, get_im2col_budget, row_blocks
-from ._parallel import parallel_blocks
+from ._parallel import pad_channels_first, parallel_blocks
 from .im2col import batch_first, channels_first, col2im, conv_weight_grad, im2col
 
 WINOGRAD_MIN_CHANNELS = 32  # Winograd in "fast": C >= 32 and OH*OW <= 16*16 (measured, see above)
@@ -237,33 +237,13 @@ def _use_wide(out_width, width):
     return out_width >= MIN_WIDE_FILL * width
 
 
-def _pad_channels_first(x, rows, columns):
-    """x (N, C, H, W) -> (C, N, top + H + bottom, left + W + right), zeros around; rows = (top, bottom), columns likewise.
-
-    Only the border is zeroed; the channels are copied by blocks (``parallel_blocks``).
-    """
-    n, c, h, w = x.shape
-    (top, bottom), (left, right) = rows, columns
-    xpad = array_module(x).empty((c, n, top + h + bottom, left + w + right), dtype=x.dtype)
-    xt = x.transpose(1, 0, 2, 3)
-
-    def pad(block):
-        for border in (xpad[block, :, :top], xpad[block, :, top + h:], xpad[block, :, top:top + h, :left],
-                       xpad[block, :, top:top + h, left + w:]):
-            border[...] = 0
-        xpad[block, :, top:top + h, left:left + w] = xt[block]
-
-    parallel_blocks(pad, c, xpad.nbytes, x)
-    return xpad
-
-
 def _pad_flat(x, padding):
     """x (N, C, H, W) -> (C, N, (H + 2*PH + 1) * Wp): zero-padded, channels first, each image flattened.
 
     Wp = W + 2*PW. One extra zero row at the bottom keeps every shifted
     slice of ``im2col_wide`` inside its image.
     """
-    xpad = _pad_channels_first(x, (padding[0], padding[0] + 1), (padding[1], padding[1]))
+    xpad = pad_channels_first(x, (padding[0], padding[0] + 1), (padding[1], padding[1]))
     c, n, hp, wp = xpad.shape
     return xpad.reshape(c, n, hp * wp)
 
@@ -335,7 +315,7 @@ def _grads_wide(dout, x, w_mat, kernel_size, padding, dilation):
     dx, dw = xp.empty(x.shape, dtype=x.dtype), 0
     for images, blocks in row_blocks(x, h, w_mat.shape[1] * width * x.itemsize):
         dflat = _pad_flat(dout[images], padding)
-        xwide = _pad_channels_first(x[images], (0, 0), (0, width - wd))
+        xwide = pad_channels_first(x[images], (0, 0), (0, width - wd))
         for rows in blocks:
             dcols = im2col_wide(dflat, width, kernel_size, dilation, rows)
             dw = dw + conv_weight_grad(xwide[:, :, rows].reshape(c, -1), dcols)

@@ -17,6 +17,9 @@ first block itself. It stays on one thread (one call ``fn(slice(0, count))``):
 - for small copies (``nbytes`` < MIN_PARALLEL_BYTES), where waking a thread costs more;
 - inside a block already running in parallel (nested use never waits for the pool it runs on).
 
+``pad_channels_first`` is the padded, channels-first copy that the
+stride-1 and Winograd paths start from, by blocks of channels.
+
 The setting: ``MINIMAL_SEG_COPY_THREADS`` (default 1, off), ``set_copy_threads``
 or ``use_copy_threads``. The pool is created on first use.
 """
@@ -28,7 +31,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from ._threads import positive_count
-from ..backend import is_device_array
+from ..backend import array_module, is_device_array
 
 MIN_PARALLEL_BYTES = 256 * 2**10  # below about 256 KiB one thread copies faster than two can start
 
@@ -100,3 +103,23 @@ def parallel_blocks(fn, count: int, nbytes: int, like) -> None:
     finally:
         for future in futures:
             future.result()
+
+
+def pad_channels_first(x, rows, columns):
+    """x (N, C, H, W) -> (C, N, top + H + bottom, left + W + right), zeros around; rows = (top, bottom), columns likewise.
+
+    Only the border is zeroed; the channels are copied by blocks (``parallel_blocks``).
+    """
+    n, c, h, w = x.shape
+    (top, bottom), (left, right) = rows, columns
+    xpad = array_module(x).empty((c, n, top + h + bottom, left + w + right), dtype=x.dtype)
+    xt = x.transpose(1, 0, 2, 3)
+
+    def pad(block):
+        for border in (xpad[block, :, :top], xpad[block, :, top + h:], xpad[block, :, top:top + h, :left],
+                       xpad[block, :, top:top + h, left + w:]):
+            border[...] = 0
+        xpad[block, :, top:top + h, left:left + w] = xt[block]
+
+    parallel_blocks(pad, c, xpad.nbytes, x)
+    return xpad

@@ -42,6 +42,7 @@ faster (``_conv_fast.py``).
 from __future__ import annotations
 
 from ..backend import array_module
+from ._parallel import pad_channels_first
 
 # The transforms of F(2x2, 3x3) (Lavin and Gray, 2016, section 4.1).
 B_T = ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1))
@@ -60,12 +61,8 @@ def _tile_counts(out_h, out_w):
 
 def _padded_channels_first(x, padding, th, tw):
     """(C, N, 2*th + 2, 2*tw + 2): x zero-padded by ``padding`` (and on the bottom/right to whole tiles)."""
-    xp = array_module(x)
-    n, c, h, w = x.shape
-    ph, pw = padding
-    xpad = xp.zeros((c, n, 2 * th + 2, 2 * tw + 2), dtype=x.dtype)  # 2*th + 2 >= out_h + 2 = h + 2*ph
-    xpad[:, :, ph:ph + h, pw:pw + w] = x.transpose(1, 0, 2, 3)
-    return xpad
+    (ph, pw), (h, w) = padding, x.shape[2:]
+    return pad_channels_first(x, (ph, 2 * th + 2 - h - ph), (pw, 2 * tw + 2 - w - pw))  # 2*th + 2 >= h + 2*ph
 
 
 def _kron(m, like):
