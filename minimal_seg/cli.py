@@ -311,6 +311,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _thread_count(text):
+    """argparse type of --threads: a whole number >= 1 (argparse names the flag in its error line)."""
+    from .functional._threads import positive_count
+
+    try:
+        return positive_count(text, "threads")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _add_bench_command(sub):
     p = sub.add_parser("bench", help="time conv/pool ops and a U-Net training step against PyTorch and the "
                                      "bare GEMMs (JSON + PNG)")
@@ -323,7 +333,7 @@ def _add_bench_command(sub):
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     p.add_argument("--out", default=".", help="folder for bench.json and bench.png (default: here)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=_thread_count, default=None,
                    help="BLAS/OpenMP threads for numpy and torch (default: all cores on an idle machine, 1 on "
                         "a busy one, or $MINIMAL_SEG_THREADS / $OPENBLAS_NUM_THREADS)")
     p.add_argument("--settle", type=float, default=0.15,

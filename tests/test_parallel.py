@@ -101,5 +101,5 @@ def test_the_setting():
     assert _parallel.get_copy_threads() >= 1
     with _parallel.use_copy_threads(3):
         assert _parallel.get_copy_threads() == 3
-    with pytest.raises(ValueError, match="copy threads must be a positive whole number"):
+    with pytest.raises(ValueError, match="copy threads must be a whole number of threads >= 1"):
         _parallel.set_copy_threads(0)

@@ -29,7 +29,7 @@ def test_the_setting_fixes_the_count(no_thread_vars, monkeypatch):
     monkeypatch.setenv(_threads.THREADS_ENV_VAR, "3")
     assert _threads.default_threads(2, 9.0) == 3
     monkeypatch.setenv(_threads.THREADS_ENV_VAR, "two")
-    with pytest.raises(ValueError, match="MINIMAL_SEG_THREADS must be a positive whole number"):
+    with pytest.raises(ValueError, match="MINIMAL_SEG_THREADS must be a whole number of threads >= 1"):
         _threads.default_threads()
 
 
@@ -47,5 +47,16 @@ def test_pick_threads_applies_the_count():
             assert _threads.blas_threads() == count
     finally:
         _threads.set_threads(before or 1)
-    with pytest.raises(ValueError, match="threads must be a positive"):
+    with pytest.raises(ValueError, match="threads must be a whole number of threads >= 1"):
         _threads.set_threads(0)
+
+
+def test_cli_refuses_a_bad_thread_count_in_one_line():
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "minimal_seg", "bench", "--threads", "0", "--quick"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "argument --threads: threads must be a whole number of threads >= 1, got '0'" in proc.stderr
+    assert "Traceback" not in proc.stderr

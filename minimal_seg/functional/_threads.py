@@ -102,5 +102,5 @@ def positive_count(value, name) -> int:
     except (TypeError, ValueError):
         count = 0
     if count < 1:
-        raise ValueError(f"{name} must be a positive whole number of threads, got {value!r}")
+        raise ValueError(f"{name} must be a whole number of threads >= 1, got {value!r}")
     return count
