@@ -16,6 +16,7 @@ import sys
 import numpy as np
 import pytest
 
+from minimal_seg import backend
 from minimal_seg.checkpoint import save_checkpoint
 from minimal_seg.models import build_model
 from minimal_seg.train import TrainConfig
@@ -74,6 +75,7 @@ PROBES = {
     "compare lr nan": (["compare", "--lr", "nan"], 2, "--lr"),
     # evaluate: files that are not checkpoints
     "missing checkpoint": (["evaluate", "{tmp}/nope.npz"], 2, "nope.npz"),
+    "missing checkpoint, --backend numpy": (["evaluate", "{tmp}/nope.npz", "--backend", "numpy"], 2, "nope.npz"),
     "truncated checkpoint": (["evaluate", "{tmp}/half.npz"], 2, "half.npz"),
     "empty checkpoint": (["evaluate", "{tmp}/empty.npz"], 2, "empty.npz"),
     "text file as checkpoint": (["evaluate", "{tmp}/text.npz"], 2, "text.npz"),
@@ -101,6 +103,8 @@ PROBES = {
     "unknown assignment": (["check", "a9"], 2, "a9"),
     "unknown command": (["fly"], 2, "fly"),
 }
+if not backend.cupy_available():  # where CuPy and a GPU are at hand this command simply runs
+    PROBES["--backend cupy without a GPU"] = (["evaluate", "{tmp}/nope.npz", "--backend", "cupy"], 2, "CuPy")
 
 
 def make_files(tmp):

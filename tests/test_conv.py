@@ -196,6 +196,8 @@ CONV_GRID = [
     ((9, 31), 2, 3, 3, 1, 2, 2),
     ((3, 40), 2, 3, (1, 3), 1, (0, 1), (1, 3)),
     ((4, 25), 3, 4, 1, 1, 1, 1),  # wide 1x1 with padding
+    ((5, 6), 32, 8, 3, 1, 1, 1),  # C >= 32 on a small map: Winograd
+    ((7, 5), 32, 3, 3, 1, 0, 1),
 ]
 # (input size, C_in, C_out, kernel, stride, padding, output_padding, dilation)
 TRANSPOSE_GRID = [(size, 3, 2, k, s, p, op, d) for size, k, s, p, op, d in TRANSPOSE_CASES] + [
@@ -248,16 +250,19 @@ def test_method_equals_reference(xp, rng, transposed, case, method, dtype):
 
 
 def test_grid_takes_every_fast_route(xp, rng):
-    """The grid above reaches every route of method="fast": forward paths and both conv2d backwards."""
+    """The grid above reaches every route of method="fast": forward paths, both conv2d backwards, Winograd."""
     routes = set()
     for case in CONV_GRID:
         x, w, b, opts = _grid_case(rng, case, False, np.float64)
         _, cache = conv2d_forward(xp.asarray(x), xp.asarray(w), xp.asarray(b), **opts)
-        flip = cache.path != "pointwise" and _conv_fast._flip_padding(w.shape, cache) is not None
+        flip = cache.path in ("im2col", "wide") and _conv_fast._flip_padding(w.shape, cache) is not None
         routes.add((cache.path, "from dout" if flip else "general"))
         assert (cache.cols is not None) == (cache.path == "im2col" and not flip)  # kept only if needed
-    assert routes >= {("pointwise", "general"), ("im2col", "from dout"), ("im2col", "general"),
-                      ("wide", "from dout"), ("wide", "general")}
+    expected = {("pointwise", "general"), ("im2col", "from dout"), ("im2col", "general"), ("wide", "from dout"),
+                ("wide", "general")}
+    if xp is np:  # Winograd is picked on a CPU only
+        expected.add(("winograd", "general"))
+    assert routes >= expected
 
 
 def test_first_layer_forward_is_wide():

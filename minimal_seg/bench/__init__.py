@@ -11,9 +11,10 @@ with our initial weights, ms per step, images/s and peak memory. A JSON file
 
 One module per job:
 
-- ``cases``: what is timed (the U-Net's conv and pooling shapes) and the targets;
+- ``cases``: what is timed (the U-Net's conv and pooling shapes);
+- ``targets``: the targets of issue #15, met or NOT met;
 - ``timing``: the clock, device synchronisation, the interleaved loop;
-- ``ops``: the conv table (ours, torch, bare GEMMs), totals and targets;
+- ``ops``: the conv table (ours, torch, bare GEMMs, Winograd where it applies), totals;
 - ``pooling``: the pooling table;
 - ``torch_unet``: the PyTorch twin of the U-Net and its step;
 - ``step``: the training step (``train.train_step``) against that twin;
@@ -23,9 +24,10 @@ One module per job:
 
 The machine record comes from ``minimal_seg.machine``.
 """
-from .cases import TARGETS, Case, PoolCase, pool_cases, quick_cases, quick_pool_cases, unet_cases
+from .cases import Case, PoolCase, pool_cases, quick_cases, quick_pool_cases, unet_cases
 from .main import run
 from .report import format_report, plot
+from .targets import TARGETS, check_targets
 from .step import (
     QUICK_STEP_SHAPE,
     SGD_SETTINGS,

@@ -1,13 +1,9 @@
-"""What is timed: the conv and pooling shapes of a small U-Net, and the targets the ratios are held to."""
+"""What is timed: the conv and pooling shapes of a small U-Net (the targets: ``targets.py``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from ..functional.shapes import conv2d_output_shape, conv_transpose2d_output_shape
-
-TARGETS = {"fwdbwd_over_gemm": 1.3, "fwdbwd_over_torch": 2.0, "fwdbwd_over_torch_stretch": 1.5,
-           "pool_fwdbwd_over_torch": 2.0}
-
 
 @dataclass(frozen=True)
 class Case:

@@ -8,13 +8,15 @@ import sys
 import numpy
 
 from .. import backend
+from ..functional._threads import blas_threads
 from ..functional.conv import get_im2col_budget
 from ..machine import machine_info
-from .cases import TARGETS, pool_cases, quick_cases, quick_pool_cases, unet_cases
+from .cases import pool_cases, quick_cases, quick_pool_cases, unet_cases
 from .ops import summary, time_cases
 from .pooling import pool_summary, time_pool_cases
 from .report import format_report, plot
 from .step import training_step_benchmarks
+from .targets import TARGETS, check_targets
 from .timing import import_torch, syncer
 
 
@@ -22,16 +24,23 @@ def run(backend_name=None, quick=False, repeats=None, warmup=None, batch=8, size
         use_torch=True, json_path="bench.json", png_path="bench.png", seed=0, settle=0.15, stream=sys.stdout):
     """Run the benchmark, print the report, write JSON and PNG; returns the result dict.
 
-    The JSON holds: machine (``machine.machine_info`` and the im2col budget),
-    settings, ops (one row per conv case, all samples), summary, pool_ops,
-    pool_summary and training.
+    The JSON holds: machine (``machine.machine_info``, the im2col budget and
+    the BLAS thread count, which torch is set to as well), settings, ops (one
+    row per conv case, all samples), summary, pool_ops, pool_summary,
+    training and targets (``targets.check_targets``). The thread count is
+    the process's: the command line picks it (``--threads``, see
+    ``minimal_seg.functional._threads``).
     """
     backend_name = backend_name or backend.get_backend()
     repeats = repeats or (3 if quick else 15)
     warmup = 1 if quick and warmup is None else (3 if warmup is None else warmup)
     with backend.use_backend(backend_name) as xp:
         torch = import_torch(backend_name) if use_torch else None
+        threads = blas_threads()
+        if torch is not None and backend_name == "numpy" and threads:
+            torch.set_num_threads(threads)  # both libraries on the same number of threads
         info = machine_info(backend_name, torch)
+        info["blas_threads"] = threads
         info["im2col_budget_bytes"] = get_im2col_budget()
         sync = syncer(backend_name, torch)
         rng = numpy.random.default_rng(seed)
@@ -54,10 +63,7 @@ def run(backend_name=None, quick=False, repeats=None, warmup=None, batch=8, size
         "pool_summary": pool_summary(pools),
         "training": training,
     }
-    for op, total in result["pool_summary"].items():
-        if "target_met" in total:
-            result["summary"]["targets_met"][f"{op} fwd+bwd / torch <= {TARGETS['pool_fwdbwd_over_torch']}"] = \
-                total["target_met"]
+    result["targets"] = check_targets(result)
     print(format_report(result), file=stream)
     for path, write in ((json_path, _write_json), (png_path, plot)):
         if path:

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import numpy
 
+from ..functional._conv_fast import WINOGRAD_MAX_PIXELS, WINOGRAD_MIN_CHANNELS
 from ..machine import env_text
-from .cases import TARGETS
+from .targets import TARGETS, format_targets
 
 
 def _table(rows, columns):
@@ -45,7 +46,8 @@ def format_report(result):
     columns += ["GEMM f+b", "ours f+b", "/GEMM"] + (["torch f+b", "/torch"] if has_torch else [])
     columns += ["GFLOP/s"]
     table = []
-    totals = [(f"total {op}" if op != "all" else "total", summ[op]) for op in ("conv2d", "conv_transpose2d", "all")
+    names = {"all": "total", "unet_conv2d": "total U-Net conv2d"}
+    totals = [(names.get(op, f"total {op}"), summ[op]) for op in ("conv2d", "unet_conv2d", "conv_transpose2d", "all")
               if op in summ]
     for r in rows + [{"label": label, "ms": t["total_ms"], "ratios": t["total_ratios"]} for label, t in totals] \
             + [{"label": "geometric mean", "ms": None, "ratios": summ["all"]["geomean_ratios"]}]:
@@ -69,7 +71,12 @@ def format_report(result):
         lines.append(text)
     if result.get("pool_ops"):
         lines += ["", "pooling (times in ms)", _pool_table(result["pool_ops"], result["pool_summary"]), ""]
-    lines.append("targets: " + ", ".join(f"{k}: {'met' if v else 'NOT met'}" for k, v in summ["targets_met"].items()))
+    if "winograd" in summ:
+        wino = summ["winograd"]
+        lines.append(f"method='winograd' at all {wino['cases']} 3x3 stride-1 shapes, fwd+bwd: "
+                     f"{wino['total_fwdbwd_ms']['winograd']:.2f} ms, {wino['winograd_over_ours']:.2f}x ours "
+                     f"({wino['total_fwdbwd_ms']['ours']:.2f} ms; ours takes Winograd where C >= {WINOGRAD_MIN_CHANNELS} "
+                     f"on maps of <= {WINOGRAD_MAX_PIXELS} pixels)")
     if result.get("training"):
         rows_t = [[t["model"], f"{t['batch']}x{t['size']}", _fmt(t.get("ours_ms")), _fmt(t.get("torch_ms")),
                    _fmt(t.get("ratio")), _fmt(t.get("ours_images_per_s"), 1), _fmt(t.get("torch_images_per_s"), 1),
@@ -77,6 +84,8 @@ def format_report(result):
                   for t in result["training"]]
         lines += ["", "training step", _table(rows_t, ["model", "batch", "ours ms", "torch ms", "ratio",
                                                       "ours img/s", "torch img/s", "ours MiB", "torch MiB"])]
+    if "targets" in result:
+        lines += ["", format_targets(result["targets"])]
     return "\n".join(lines)
 
 
@@ -121,11 +130,12 @@ def plot(result, path):
     width = 0.4 if has_torch else 0.6
     ax.bar(x - (width / 2 if has_torch else 0), [r["ratios"]["fwdbwd_over_gemm"] for r in rows], width,
            label="ours / bare GEMMs")
-    ax.axhline(TARGETS["fwdbwd_over_gemm"], color="C0", ls="--", lw=1, label=f"target {TARGETS['fwdbwd_over_gemm']}")
+    ax.axhline(TARGETS["strided_fwdbwd_over_gemm"], color="C0", ls="--", lw=1,
+               label=f"strided conv / GEMM target {TARGETS['strided_fwdbwd_over_gemm']}")
     if has_torch:
         ax.bar(x + width / 2, [r["ratios"]["fwdbwd_over_torch"] for r in rows], width, label="ours / torch")
-        ax.axhline(TARGETS["fwdbwd_over_torch"], color="C1", ls="--", lw=1,
-                   label=f"target {TARGETS['fwdbwd_over_torch']}")
+        ax.axhline(TARGETS["unet_conv2d_fwdbwd_over_torch"], color="C1", ls="--", lw=1,
+                   label=f"U-Net conv2d / torch target {TARGETS['unet_conv2d_fwdbwd_over_torch']}")
     ax.axhline(1.0, color="gray", lw=0.8)
     ax.set_xticks(x)
     ax.set_xticklabels(labels, rotation=60, ha="right", fontsize=8)

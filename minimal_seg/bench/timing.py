@@ -58,17 +58,17 @@ def fastest(candidates, sync, tries=3):
 def interleaved(prepared, repeats, warmup, sync, settle):
     """Samples (ms) of every {who: (fwd, fwdbwd)} in ``prepared``: one dict of lists per case.
 
-    Keys are "{who}_fwd" and "{who}_fwdbwd"; a None function is skipped.
+    Keys are "{who}_fwd" and "{who}_fwdbwd"; a None function, or a who a case lacks, is skipped.
     torch (if present) runs in its own block, after the others (see above).
     """
-    ours = tuple(who for who in prepared[0] if who != "torch")
+    ours = tuple(dict.fromkeys(who for fns in prepared for who in fns if who != "torch"))
     blocks = [ours, ("torch",)] if "torch" in prepared[0] else [ours]
     samples = [{} for _ in prepared]
     for rep in range(warmup + repeats):
         for block in blocks:
             seconds(prepared[0][block[0]][0], sync)  # untimed: wakes this library's threads up
             for fns, store in zip(prepared, samples):
-                for who in block:
+                for who in (who for who in block if who in fns):
                     for p, fn in zip(("fwd", "fwdbwd"), fns[who]):
                         if fn is None:
                             continue

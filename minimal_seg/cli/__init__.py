@@ -34,8 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    from ..functional._threads import pick_threads
+
+    pick_threads(getattr(args, "threads", None))  # BLAS threads: see minimal_seg.functional._threads
     if getattr(args, "backend", None):
-        from .backend import BackendUnavailableError, set_backend
+        from ..backend import BackendUnavailableError, set_backend
 
         try:
             set_backend(args.backend)

@@ -160,6 +160,18 @@ def _add_assignment_commands(sub):
     p.set_defaults(func=cmd_make_student)
 
 
+def _thread_count(text):
+    """argparse type of --threads: a whole number >= 1 (argparse names the flag in its error line)."""
+    import argparse
+
+    from ..functional._threads import positive_count
+
+    try:
+        return positive_count(text, "threads")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _add_bench_command(sub):
     p = sub.add_parser("bench", help="time conv/pool ops and a U-Net training step against PyTorch and the "
                                      "bare GEMMs (JSON + PNG)")
@@ -172,6 +184,9 @@ def _add_bench_command(sub):
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     p.add_argument("--out", default=".", help="folder for bench.json and bench.png (default: here)")
     p.add_argument("--seed", type=at_least(0), default=0)
+    p.add_argument("--threads", type=_thread_count, default=None,
+                   help="BLAS/OpenMP threads for numpy and torch (default: all cores on an idle machine, 1 on "
+                        "a busy one, or $MINIMAL_SEG_THREADS / $OPENBLAS_NUM_THREADS)")
     p.add_argument("--settle", type=at_least(0, float), default=0.15,
                    help="seconds between the NumPy and the torch timings, for BLAS/OpenMP threads to sleep")
     add_backend(p)

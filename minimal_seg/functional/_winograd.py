@@ -32,11 +32,17 @@ float32 rounding errors are a few times those of the direct sum (the tests
 state the bound); float64 agrees with im2col to ~1e-13.
 
 Layout: the tiles of all images and channels are kept channels-first,
-``(C, N, tiles_h, tiles_w)``, so each of the 16 products is one plain GEMM.
+``(16, C, N*tiles_h*tiles_w)``, so each of the 16 products is one plain GEMM.
+The transforms are GEMMs too: with d the 16 pixels of every patch as rows,
+``Bᵀ d B`` for all patches is ``kron(Bᵀ, Bᵀ) @ d`` (16 x 16), and ``Aᵀ M A``
+is ``kron(Aᵀ, Aᵀ) @ M`` (4 x 16): one pass each instead of a dozen
+element-wise ones. ``method="fast"`` picks this path where it was measured
+faster (``_conv_fast.py``).
 """
 from __future__ import annotations
 
 from ..backend import array_module
+from ._parallel import pad_channels_first
 
 # The transforms of F(2x2, 3x3) (Lavin and Gray, 2016, section 4.1).
 B_T = ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1))
@@ -49,58 +55,42 @@ def applies(w_shape, stride, dilation) -> bool:
     return tuple(w_shape[2:]) == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1)
 
 
-def _combine(coeffs, parts, out):
-    """out = sum_k coeffs[k] * parts[k], with coefficients in {-1, 0, 1} (only adds and subtracts)."""
-    xp = array_module(out)
-    terms = [(c, p) for c, p in zip(coeffs, parts) if c != 0]
-    (c0, p0), rest = terms[0], terms[1:]
-    if c0 > 0:
-        out[...] = p0
-    else:
-        xp.negative(p0, out=out)
-    for c, p in rest:
-        (xp.add if c > 0 else xp.subtract)(out, p, out=out)
-    return out
-
-
-def _add_combined(coeffs, part, outs):
-    """outs[k] += coeffs[k] * part for each k (the adjoint of ``_combine``)."""
-    xp = array_module(part)
-    for c, out in zip(coeffs, outs):
-        if c != 0:
-            (xp.add if c > 0 else xp.subtract)(out, part, out=out)
-
-
 def _tile_counts(out_h, out_w):
     return (out_h + 1) // 2, (out_w + 1) // 2
 
 
 def _padded_channels_first(x, padding, th, tw):
     """(C, N, 2*th + 2, 2*tw + 2): x zero-padded by ``padding`` (and on the bottom/right to whole tiles)."""
-    xp = array_module(x)
-    n, c, h, w = x.shape
-    ph, pw = padding
-    xpad = xp.zeros((c, n, 2 * th + 2, 2 * tw + 2), dtype=x.dtype)  # 2*th + 2 >= out_h + 2 = h + 2*ph
-    xpad[:, :, ph:ph + h, pw:pw + w] = x.transpose(1, 0, 2, 3)
-    return xpad
+    (ph, pw), (h, w) = padding, x.shape[2:]
+    return pad_channels_first(x, (ph, 2 * th + 2 - h - ph), (pw, 2 * tw + 2 - w - pw))  # 2*th + 2 >= h + 2*ph
+
+
+def _kron(m, like):
+    """kron(m, m) as an array like ``like``: row (a, b), column (i, j) holds m[a][i] * m[b][j].
+
+    For a 4x4 patch d flattened to 16 values, ``kron(Bᵀ, Bᵀ) @ d`` is Bᵀ d B
+    flattened: each two-sided transform of every tile is one small GEMM.
+    """
+    m = array_module(like).asarray(m, dtype=like.dtype)
+    rows, cols = m.shape
+    return (m[:, None, :, None] * m[None, :, None, :]).reshape(rows * rows, cols * cols)
+
+
+def _patches(xpad, th, tw):
+    """The 4x4 input patch of every tile (stride 2): (16, C, N*th*tw), row (i, j) = pixel (i, j) of each patch."""
+    xp = array_module(xpad)
+    c, n = xpad.shape[:2]
+    patches = xp.empty((4, 4, c, n, th, tw), dtype=xpad.dtype)
+    for i in range(4):
+        for j in range(4):
+            patches[i, j] = xpad[:, :, i:i + 2 * th:2, j:j + 2 * tw:2]
+    return patches.reshape(16, c, n * th * tw)
 
 
 def input_transform(xpad, th, tw):
-    """V = Bᵀ d B for every 4x4 input patch d (stride 2): (4, 4, C, N, th, tw).
-
-    Rows first: t[a] = sum_i Bᵀ[a, i] * (row i of every patch), then the same over columns.
-    """
-    xp = array_module(xpad)
-    c, n = xpad.shape[:2]
-    rows = [xpad[:, :, i:i + 2 * th:2, :] for i in range(4)]
-    v = xp.empty((4, 4, c, n, th, tw), dtype=xpad.dtype)
-    t = xp.empty(rows[0].shape, dtype=xpad.dtype)
-    for a in range(4):
-        _combine(B_T[a], rows, t)
-        cols = [t[..., j:j + 2 * tw:2] for j in range(4)]
-        for b in range(4):
-            _combine(B_T[b], cols, v[a, b])
-    return v
+    """V = Bᵀ d B for every 4x4 input patch d: (16, C, N*th*tw), row (a, b) of the 4x4 grid."""
+    d = _patches(xpad, th, tw)
+    return (_kron(B_T, d) @ d.reshape(16, -1)).reshape(d.shape)
 
 
 def _sandwich(left, a, right):
@@ -111,20 +101,15 @@ def _sandwich(left, a, right):
 
 
 def filter_transform(w):
-    """U = G g Gᵀ for every filter g: (4, 4, C_out, C_in)."""
+    """U = G g Gᵀ for every filter g: (16, C_out, C_in), row (a, b) of the 4x4 grid."""
     g = array_module(w).asarray(G, dtype=w.dtype)
-    return _sandwich(g, w, g.T)
+    u = _sandwich(g, w, g.T)
+    return u.reshape((16,) + u.shape[2:])
 
 
-def output_transform(m, out):
-    """out[:, :, :, r, :, s] = sum_{a,b} Aᵀ[r, a] Aᵀ[s, b] M[a, b];  m (4, 4, K, N, th, tw), out (K, N, th, 2, tw, 2)."""
-    xp = array_module(m)
-    q = xp.empty(m.shape[1:], dtype=m.dtype)
-    for r in range(2):
-        _combine(A_T[r], [m[a] for a in range(4)], q)
-        for s in range(2):
-            _combine(A_T[s], [q[b] for b in range(4)], out[:, :, :, r, :, s])
-    return out
+def output_transform(m):
+    """Y = Aᵀ M A for every tile: m (16, K, P) -> (2, 2, K, P), P = N*th*tw tiles."""
+    return (_kron(A_T, m) @ m.reshape(16, -1)).reshape((2, 2) + m.shape[1:])
 
 
 def conv2d_forward(x, w, b, cache):
@@ -136,51 +121,40 @@ def conv2d_forward(x, w, b, cache):
         raise ValueError("method='winograd' computes 3x3 convolutions with stride 1 and dilation 1; got kernel "
                          f"{tuple(w.shape[2:])}, stride {cache.stride}, dilation {cache.dilation}")
     xp = array_module(x)
-    n, c = x.shape[:2]
+    n = x.shape[0]
     k = w.shape[0]
     out_h, out_w = cache.out_size
     th, tw = _tile_counts(out_h, out_w)
-    v = input_transform(_padded_channels_first(x, cache.padding, th, tw), th, tw)
-    u = filter_transform(w)
-    m = u.reshape(16, k, c) @ v.reshape(16, c, n * th * tw)
-    y = output_transform(m.reshape(4, 4, k, n, th, tw), xp.empty((k, n, th, 2, tw, 2), dtype=x.dtype))
-    out = xp.ascontiguousarray(y.reshape(k, n, 2 * th, 2 * tw)[:, :, :out_h, :out_w].transpose(1, 0, 2, 3))
+    v = input_transform(_padded_channels_first(x, cache.padding, th, tw), th, tw)  # (16, C, P)
+    u = filter_transform(w)                                                         # (16, K, C)
+    y = output_transform(u @ v).reshape(2, 2, k, n, th, tw)                         # y[r, s]: output pixel (r, s)
+    out = y.transpose(3, 2, 4, 0, 5, 1).reshape(n, k, 2 * th, 2 * tw)[:, :, :out_h, :out_w]
+    out = xp.ascontiguousarray(out)
     if b is not None:
         out += b.reshape(1, k, 1, 1)
-    cache.v, cache.u, cache.tiles = v.reshape(16, c, n * th * tw), u.reshape(16, k, c), (th, tw)
+    cache.v, cache.u, cache.tiles = v, u, (th, tw)
     return out
 
 
 def _output_grad_transform(dout, th, tw):
-    """dM = A dY Aᵀ per tile (the adjoint of ``output_transform``): (4, 4, K, N, th, tw)."""
+    """dM = A dY Aᵀ per tile (the adjoint of ``output_transform``): (16, K, N*th*tw)."""
     xp = array_module(dout)
     n, k, out_h, out_w = dout.shape
-    dy = xp.zeros((k, n, th, 2, tw, 2), dtype=dout.dtype)
-    dy.reshape(k, n, 2 * th, 2 * tw)[:, :, :out_h, :out_w] = dout.transpose(1, 0, 2, 3)
-    dq = xp.zeros((4, 2, k, n, th, tw), dtype=dout.dtype)  # dq[a, s]: rows adjoined, columns not yet
-    dm = xp.zeros((4, 4, k, n, th, tw), dtype=dout.dtype)
-    for s in range(2):
-        for r in range(2):
-            _add_combined(A_T[r], dy[:, :, :, r, :, s], [dq[a, s] for a in range(4)])
-    for a in range(4):
-        for s in range(2):
-            _add_combined(A_T[s], dq[a, s], [dm[a, b] for b in range(4)])
-    return dm
+    tiles = xp.zeros((n, k, th, 2, tw, 2), dtype=dout.dtype)  # dout, zero-padded to whole tiles
+    tiles.reshape(n, k, 2 * th, 2 * tw)[:, :, :out_h, :out_w] = dout
+    dy = tiles.transpose(3, 5, 1, 0, 2, 4).reshape(4, -1)  # row (r, s): the gradient of output pixel (r, s) of each tile
+    return (_kron(A_T, dy).T @ dy).reshape(16, k, n * th * tw)
 
 
 def _input_grad_transform(dv, x_shape, padding, th, tw):
-    """dx from dV (4, 4, C, N, th, tw): the adjoint of ``input_transform`` and of the padding."""
+    """dx from dV (16, C, N*th*tw): the adjoint of ``input_transform`` (B dV Bᵀ, added back into each patch)."""
     xp = array_module(dv)
     n, c, h, wd = x_shape
+    dpatches = (_kron(B_T, dv).T @ dv.reshape(16, -1)).reshape(4, 4, c, n, th, tw)
     dxpad = xp.zeros((c, n, 2 * th + 2, 2 * tw + 2), dtype=dv.dtype)
-    drows = [dxpad[:, :, i:i + 2 * th:2, :] for i in range(4)]
-    dt = xp.empty(drows[0].shape, dtype=dv.dtype)
-    for a in range(4):
-        dt[...] = 0
-        dcols = [dt[..., j:j + 2 * tw:2] for j in range(4)]
-        for b in range(4):
-            _add_combined(B_T[b], dv[a, b], dcols)
-        _add_combined(B_T[a], dt, drows)
+    for i in range(4):
+        for j in range(4):
+            dxpad[:, :, i:i + 2 * th:2, j:j + 2 * tw:2] += dpatches[i, j]
     ph, pw = padding
     return xp.ascontiguousarray(dxpad[:, :, ph:ph + h, pw:pw + wd].transpose(1, 0, 2, 3))
 
@@ -190,9 +164,9 @@ def conv2d_backward(dout, cache):
     xp = array_module(dout)
     th, tw = cache.tiles
     k, c = cache.u.shape[1:]
-    dm = _output_grad_transform(dout, th, tw).reshape(16, k, -1)
+    dm = _output_grad_transform(dout, th, tw)                                          # (16, K, P)
     du = (dm @ cache.v.transpose(0, 2, 1)).reshape(4, 4, k, c).transpose(2, 3, 0, 1)  # (K, C, 4, 4)
     g = xp.asarray(G, dtype=dout.dtype)
     dw = xp.ascontiguousarray(_sandwich(g.T, du, g).transpose(2, 3, 0, 1))           # Gᵀ dU G: (K, C, 3, 3)
-    dv = (cache.u.transpose(0, 2, 1) @ dm).reshape(4, 4, c, cache.x.shape[0], th, tw)
+    dv = cache.u.transpose(0, 2, 1) @ dm                                              # (16, C, P)
     return _input_grad_transform(dv, cache.x.shape, cache.padding, th, tw), dw
