@@ -1,6 +1,6 @@
 """Assignments: students extend the library, and an autograder tells them where they stand.
 
-Six assignments, each one self-contained file that a student completes::
+Seven assignments, each one self-contained file that a student completes::
 
     a1  a1_conv_im2col.py       conv2d forward and backward by im2col / col2im
     a2  a2_transposed_conv.py   the convolution matrix C; transposed conv as C^T x

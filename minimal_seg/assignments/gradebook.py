@@ -24,7 +24,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from . import check, get_assignment
+from . import get_assignment
+from .grader import run_checks
 
 
 def _columns(assignment, checklist) -> list[str]:
@@ -39,19 +40,21 @@ def _note(result) -> str:
     return f"{todo} check(s) wait for code not written yet" if todo else ""
 
 
-def grade_student(folder: Path, assignments, held_out=None) -> dict:
-    """One row of the gradebook: the student's files in ``folder`` graded on every assignment."""
+def grade_student(folder: Path, checklists) -> dict:
+    """One row of the gradebook: the student's files in ``folder`` graded on every assignment.
+
+    checklists  [(Assignment, its Checklist, held-out checks included), ...], built once for the class
+    """
     row = {"student": folder.name}
     total = 0
-    for a in assignments:
-        checklist = a.checklist(held_out)
+    for a, checklist in checklists:
         columns = _columns(a, checklist)
         path = folder / a.filename
         if not path.is_file():
             row.update({c: 0 for c in columns[:-1]})
             row[columns[-1]] = f"missing: no {a.filename}"
             continue
-        result = check(a.name, impl=path, verbose=False, held_out=held_out)
+        result = run_checks(a.name, a.title, checklist, path)  # what check() runs
         row.update({c: int(r.passed) for c, r in zip(columns, result.results)})
         row[columns[-2]] = result.score
         row[columns[-1]] = _note(result)
@@ -74,9 +77,10 @@ def grade_submissions(submissions, assignments=("all",), held_out=None, gradeboo
     students = sorted(p for p in submissions.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
     if not students:
         raise FileNotFoundError(f"--submissions: {submissions} holds no student folders (one folder per student)")
-    rows = [grade_student(folder, chosen, held_out) for folder in students]
+    checklists = [(a, a.checklist(held_out)) for a in chosen]  # a held-out file is loaded once, not per student
+    rows = [grade_student(folder, checklists) for folder in students]
     if gradebook is not None:
-        header = ["student"] + [c for a in chosen for c in _columns(a, a.checklist(held_out))] + ["total"]
+        header = ["student"] + [c for a, checklist in checklists for c in _columns(a, checklist)] + ["total"]
         with open(gradebook, "w", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, fieldnames=header)
             writer.writeheader()

@@ -292,17 +292,20 @@ class StudentFile:
                               hint="keep the names and arguments of the functions in the assignment file") from None
 
 
-def load_impl(path) -> types.ModuleType:
+def load_impl(path, source: str | None = None) -> types.ModuleType:
     """Import the file at ``path`` as a fresh module: no sys.path changes, no bytecode cache.
 
     importlib makes the module from the file's location; its source is then
     compiled here rather than by the loader, which would reuse a cached .pyc
     for a file edited twice within one second (a notebook's edit-and-check loop).
+    ``source``: the text to run, when the caller has read (and judged) it already;
+    default: the file's text.
     """
     path = Path(path).resolve()
     spec = importlib.util.spec_from_file_location(f"minimal_seg_student_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
-    exec(compile(path.read_text(encoding="utf-8"), str(path), "exec"), module.__dict__)
+    text = path.read_text(encoding="utf-8") if source is None else source
+    exec(compile(text, str(path), "exec"), module.__dict__)
     return module
 
 
@@ -349,7 +352,7 @@ def run_checks(assignment: str, title: str, checklist: Checklist, impl_path) -> 
                              where="; ".join(f"{name} {v.line}: {v.code}" for v in violations),
                              hint="write the code yourself with NumPy (xp = array_module(x)); "
                                   "the docstrings list what you may use")
-        module = load_impl(impl_path)
+        module = load_impl(impl_path, source)  # the very text whose imports were judged
     except Exception as err:  # a syntax error, a failing import
         line = getattr(err, "lineno", None) or getattr(_frame_in(err, impl_path), "lineno", "?")
         return _rejected(assignment, title, checklist, impl_path, f"{type(err).__name__}: {err}",

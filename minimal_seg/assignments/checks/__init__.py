@@ -52,6 +52,7 @@ def conv_case(case) -> str:
 
 
 def conv_inputs(case, seed: int, bias_axis: int = 0):
-    """Random x, w, b of a conv case; b has w.shape[bias_axis] entries (1 for a transposed conv's C_out)."""
-    x_shape, w_shape, _, _ = case
+    """Random x, w, b of a conv case (x shape, w shape, ...); b has w.shape[bias_axis] entries
+    (1 for a transposed conv's C_out, w being (C_in, C_out, KH, KW))."""
+    x_shape, w_shape = case[:2]
     return randn(seed, *x_shape), randn(seed + 1, *w_shape), randn(seed + 2, w_shape[bias_axis])

@@ -7,7 +7,7 @@ from ... import functional as F
 from ...backend import to_numpy
 from ..grader import Checklist
 from ..imports import ImportRules
-from . import CONV_MATRIX, F32_TOL, KERNEL, TCONV_OUT, TCONV_X, randn
+from . import CONV_MATRIX, F32_TOL, KERNEL, TCONV_OUT, TCONV_X, conv_inputs, randn
 
 CHECKS = Checklist(ImportRules(task="the convolution matrix and the transposed convolution"))
 
@@ -50,12 +50,6 @@ def _case_name(case) -> str:
     return f"x {x_shape}, w {w_shape}, stride {stride}, padding {padding}, output_padding {output_padding}"
 
 
-def _inputs(case, seed: int):
-    """Random x, w, b of a transposed-conv case (b has C_out = w.shape[1] entries)."""
-    x_shape, w_shape = case[:2]
-    return randn(seed, *x_shape), randn(seed + 1, *w_shape), randn(seed + 2, w_shape[1])
-
-
 def _variants(w):
     """The two usual wrong kernels: (hint, kernel) for the transposed one (square kernels only) and the flipped one."""
     flipped = [(FLIPPED_HINT, numpy.ascontiguousarray(w[..., ::-1, ::-1]))]
@@ -89,7 +83,7 @@ def shapes(s, ctx):
     ctx.expect_close("C", C, F.conv_matrix(w, size, stride, padding), tol=F32_TOL, case="float32",
                      hints=_kernel_hints(C, lambda k: F.conv_matrix(k, size, stride, padding), w, MATRIX_HINTS))
     case = CASES[3]
-    x, w, b = (a.astype(numpy.float32) for a in _inputs(case, 1))
+    x, w, b = (a.astype(numpy.float32) for a in conv_inputs(case, 1, bias_axis=1))
     args = (x, w, b, *case[2:])
     out_size = F.conv_transpose2d_output_shape(x.shape[2:], w.shape[2:], case[2], case[3], case[4])
     out, cache = s.conv_transpose2d_forward(*args)
@@ -134,7 +128,7 @@ def hand_transposed(s, ctx):
 @CHECKS.add("gradient check: conv_transpose2d_forward / conv_transpose2d_backward", expect="< 1e-7 (~1e-9)")
 def gradients(s, ctx):
     for k, case in enumerate(CASES[1:]):
-        x, w, b = _inputs(case, 10 + 3 * k)
+        x, w, b = conv_inputs(case, 10 + 3 * k, bias_axis=1)
         ctx.expect_gradients(s.conv_transpose2d_forward, s.conv_transpose2d_backward, {"x": x, "w": w, "b": b},
                              {"stride": case[2], "padding": case[3], "output_padding": case[4]},
                              label=_case_name(case), reference=F.conv_transpose2d_forward, hints=HINTS)
@@ -149,7 +143,7 @@ def reference(s, ctx):
                          case=f"w {w_shape}, input {size}, stride {stride}, padding {padding}",
                          hints=_kernel_hints(C, lambda v: F.conv_matrix(v, size, stride, padding), w, MATRIX_HINTS))
     for k, case in enumerate(CASES):
-        x, w, b = _inputs(case, 30 + 3 * k)
+        x, w, b = conv_inputs(case, 30 + 3 * k, bias_axis=1)
         ctx.expect_same_pair((s.conv_transpose2d_forward, s.conv_transpose2d_backward),
                              (F.conv_transpose2d_forward, F.conv_transpose2d_backward), (x, w, b, *case[2:]),
                              names=("out", "dx", "dw", "db"), case=_case_name(case), hints=HINTS, seed=40 + k)
