@@ -97,7 +97,8 @@ def parallel_blocks(fn, count: int, nbytes: int, like) -> None:
         return
     bounds = [count * k // threads for k in range(threads + 1)]
     blocks = [slice(start, stop) for start, stop in zip(bounds, bounds[1:])]
-    futures = [_executor(threads - 1).submit(_run_block, fn, block) for block in blocks[1:]]
+    executor = _executor(threads - 1)
+    futures = [executor.submit(_run_block, fn, block) for block in blocks[1:]]
     try:
         _run_block(fn, blocks[0])
     finally:
