@@ -76,6 +76,7 @@ def _executor(workers: int) -> ThreadPoolExecutor:
 
 
 def _run_block(fn, block):
+    """fn(block), marked as running inside parallel_blocks (so that nested calls stay on this thread)."""
     _state.busy = True
     try:
         fn(block)

@@ -57,6 +57,7 @@ def applies(w_shape, stride, dilation) -> bool:
 
 
 def _tile_counts(out_h, out_w):
+    """(th, tw) = (ceil(OH / 2), ceil(OW / 2)): the 2x2 output tiles per axis (a last half tile is cropped)."""
     return (out_h + 1) // 2, (out_w + 1) // 2
 
 
