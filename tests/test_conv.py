@@ -412,6 +412,9 @@ def test_set_im2col_budget():
         assert get_im2col_budget() == 4096
         with pytest.raises(ValueError):
             set_im2col_budget(0)
+        for bad in ("lots", "inf", "M"):  # one error naming the budget, not float()'s
+            with pytest.raises(ValueError, match=f"im2col budget must be at least 1 byte .* got '{bad}'"):
+                set_im2col_budget(bad)
     assert get_im2col_budget() == before
 
 

@@ -51,6 +51,13 @@ def test_pick_threads_applies_the_count():
         _threads.set_threads(0)
 
 
+@pytest.mark.parametrize("bad", [0, -1, "two", "2.5", 2.5, float("inf"), None])
+def test_a_count_is_a_whole_number(bad):
+    with pytest.raises(ValueError, match=r"threads must be a whole number of threads >= 1, got "):
+        _threads.positive_count(bad, "threads")
+    assert _threads.positive_count("3", "threads") == _threads.positive_count(3.0, "threads") == 3
+
+
 def test_cli_refuses_a_bad_thread_count_in_one_line():
     import subprocess
     import sys

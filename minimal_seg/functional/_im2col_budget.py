@@ -21,11 +21,16 @@ WIDE_BLOCK_BYTES = 2 * 2**20  # CPU: wide columns by blocks of about 2 MiB, whic
 
 def _parse_bytes(text: str) -> int:
     """'268435456', '256M', '1G', '512k' -> bytes (K, M, G are powers of 1024)."""
+    given = text
     text = text.strip().upper().removesuffix("B")
     scale = {"K": 2**10, "M": 2**20, "G": 2**30}.get(text[-1:], 1)
-    value = int(float(text[:-1] if scale > 1 else text) * scale)
+    try:
+        value = int(float(text[:-1] if scale > 1 else text) * scale)
+    except (ValueError, OverflowError):  # not a number, or nan/inf
+        value = 0
     if value < 1:
-        raise ValueError(f"the im2col budget must be at least 1 byte, got {text!r}")
+        raise ValueError(f"the im2col budget must be at least 1 byte (an int, or a string such as '256M'), "
+                         f"got {given!r}")
     return value
 
 

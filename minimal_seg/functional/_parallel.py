@@ -76,6 +76,7 @@ def _executor(workers: int) -> ThreadPoolExecutor:
 
 
 def _run_block(fn, block):
+    """fn(block), marked as running inside parallel_blocks (so that nested calls stay on this thread)."""
     _state.busy = True
     try:
         fn(block)
@@ -97,7 +98,8 @@ def parallel_blocks(fn, count: int, nbytes: int, like) -> None:
         return
     bounds = [count * k // threads for k in range(threads + 1)]
     blocks = [slice(start, stop) for start, stop in zip(bounds, bounds[1:])]
-    futures = [_executor(threads - 1).submit(_run_block, fn, block) for block in blocks[1:]]
+    executor = _executor(threads - 1)
+    futures = [executor.submit(_run_block, fn, block) for block in blocks[1:]]
     try:
         _run_block(fn, blocks[0])
     finally:

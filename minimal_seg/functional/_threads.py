@@ -99,7 +99,9 @@ def positive_count(value, name) -> int:
     """int(value) if it is a whole number >= 1, else ValueError naming the setting."""
     try:
         count = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
+        count = 0
+    if isinstance(value, float) and value != count:  # 2.5 threads: int() would quietly make it 2
         count = 0
     if count < 1:
         raise ValueError(f"{name} must be a whole number of threads >= 1, got {value!r}")

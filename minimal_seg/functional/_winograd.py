@@ -43,6 +43,7 @@ from __future__ import annotations
 
 from ..backend import array_module
 from ._parallel import pad_channels_first
+from .common import window
 
 # The transforms of F(2x2, 3x3) (Lavin and Gray, 2016, section 4.1).
 B_T = ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1))
@@ -56,6 +57,7 @@ def applies(w_shape, stride, dilation) -> bool:
 
 
 def _tile_counts(out_h, out_w):
+    """(th, tw) = (ceil(OH / 2), ceil(OW / 2)): the 2x2 output tiles per axis (a last half tile is cropped)."""
     return (out_h + 1) // 2, (out_w + 1) // 2
 
 
@@ -83,7 +85,7 @@ def _patches(xpad, th, tw):
     patches = xp.empty((4, 4, c, n, th, tw), dtype=xpad.dtype)
     for i in range(4):
         for j in range(4):
-            patches[i, j] = xpad[:, :, i:i + 2 * th:2, j:j + 2 * tw:2]
+            patches[i, j] = xpad[:, :, window(i, 2, th), window(j, 2, tw)]
     return patches.reshape(16, c, n * th * tw)
 
 
@@ -154,7 +156,7 @@ def _input_grad_transform(dv, x_shape, padding, th, tw):
     dxpad = xp.zeros((c, n, 2 * th + 2, 2 * tw + 2), dtype=dv.dtype)
     for i in range(4):
         for j in range(4):
-            dxpad[:, :, i:i + 2 * th:2, j:j + 2 * tw:2] += dpatches[i, j]
+            dxpad[:, :, window(i, 2, th), window(j, 2, tw)] += dpatches[i, j]
     ph, pw = padding
     return xp.ascontiguousarray(dxpad[:, :, ph:ph + h, pw:pw + wd].transpose(1, 0, 2, 3))
 

@@ -165,12 +165,14 @@ CONV_TRANSPOSE2D_METHODS = {
 
 
 def _method(methods, name):
+    """The (forward, backward) pair of method ``name``, or a ValueError listing the methods."""
     if name not in methods:
         raise ValueError(f"method must be one of {', '.join(map(repr, methods))}; got {name!r}")
     return methods[name]
 
 
 def _new_cache(x, w, b, opts, out_size, method, **extra):
+    """The cache every method starts from: x, w, the option pairs, out_size (OH, OW), has_bias, method."""
     return Cache(x=x, w=w, stride=opts.stride, padding=opts.padding, dilation=opts.dilation,
                  out_size=tuple(out_size), has_bias=b is not None, method=method, **extra)
 

@@ -88,10 +88,10 @@ def crop_forward(x, size):
     if not (0 < h <= x.shape[2] and 0 < w <= x.shape[3]):
         raise ValueError(f"size must be a crop (H, W) of x's {tuple(x.shape[2:])}, got {tuple(size)}")
     out = _top_left(x, (h, w))
-    return out, Cache(size=tuple(x.shape[2:]), shape=tuple(out.shape))
+    return out, Cache(size=tuple(x.shape[2:]), out_shape=tuple(out.shape))
 
 
 def crop_backward(dout, cache):
     """dout (N, C, H, W) -> dx (N, C, H', W'): dout in the top-left, zeros where the crop cut pixels off."""
-    check_dout(dout, cache.shape)
+    check_dout(dout, cache.out_shape)
     return _zeros_bottom_right(dout, cache.size)
