@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .slic import _consecutive, connected_components
+from .slic import _consecutive, boundaries, connected_components
 
 
 def _check_2d(array, name):
@@ -67,14 +67,7 @@ def instance_boundaries(labels):
     pixels that separates the interiors.
     """
     labels = _check_2d(labels, "labels")
-    edge = np.zeros(labels.shape, dtype=bool)
-    differ_v = labels[1:, :] != labels[:-1, :]
-    differ_h = labels[:, 1:] != labels[:, :-1]
-    edge[1:, :] |= differ_v
-    edge[:-1, :] |= differ_v
-    edge[:, 1:] |= differ_h
-    edge[:, :-1] |= differ_h
-    return edge & (labels > 0)
+    return boundaries(labels) & (labels > 0)  # slic.boundaries: pixels that differ from a 4-neighbour
 
 
 def instance_masks(labels):

@@ -19,6 +19,13 @@ def _check_boxes(boxes, name: str):
         raise ValueError(f"{name} must have shape (M, 4), got {tuple(boxes.shape)}")
 
 
+def _check_ordered_boxes(boxes, name: str):
+    """(M, 4) boxes (x1, y1, x2, y2) with x1 <= x2 and y1 <= y2, else ValueError naming ``name``."""
+    _check_boxes(boxes, name)
+    if bool(array_module(boxes).any(boxes[:, 2:] < boxes[:, :2])):  # one scalar read back
+        raise ValueError(f"{name} must satisfy x1 <= x2 and y1 <= y2 (boxes are (x1, y1, x2, y2))")
+
+
 def xywh_to_xyxy(boxes):
     """(M, 4) boxes (x, y, w, h), (x, y) the top-left corner -> (x1, y1, x2, y2) = (x, y, x+w, y+h)."""
     _check_boxes(boxes, "boxes")
@@ -54,11 +61,8 @@ def box_iou(boxes_a, boxes_b):
     have x1 <= x2 and y1 <= y2 (ValueError otherwise). Two boxes with zero
     union (both of zero area) have IoU 0.
     """
-    for boxes, name in ((boxes_a, "boxes_a"), (boxes_b, "boxes_b")):
-        _check_boxes(boxes, name)
-        xp = array_module(boxes)
-        if bool(xp.any(boxes[:, 2:] < boxes[:, :2])):
-            raise ValueError(f"{name} must satisfy x1 <= x2 and y1 <= y2 (boxes are (x1, y1, x2, y2))")
+    _check_ordered_boxes(boxes_a, "boxes_a")
+    _check_ordered_boxes(boxes_b, "boxes_b")
     check_same_module("boxes_a", boxes_a, "boxes_b", boxes_b)
     return _box_iou(boxes_a, boxes_b)
 
@@ -98,7 +102,7 @@ def nms(boxes, scores, iou_threshold: float = 0.5):
     boxes: (M, 4) (x1, y1, x2, y2); scores: (M,).
     Returns the (k,) int64 indices of the kept boxes, in decreasing score.
     """
-    _check_boxes(boxes, "boxes")
+    _check_ordered_boxes(boxes, "boxes")
     check_array(scores, "scores")
     check_same_module("boxes", boxes, "scores", scores)
     if scores.shape != (boxes.shape[0],):
@@ -106,7 +110,6 @@ def nms(boxes, scores, iou_threshold: float = 0.5):
             f"scores must have shape ({boxes.shape[0]},) for boxes {tuple(boxes.shape)}, "
             f"got {tuple(scores.shape)}"
         )
-    box_iou(boxes, boxes[:0])  # validates x1 <= x2, y1 <= y2
     xp = array_module(boxes)
     order = _stable_argsort(-scores.astype(xp.float64))  # decreasing score, ties: lower index
     keep = []

@@ -38,6 +38,13 @@ def positive_ints(values, name: str) -> tuple:
     return values
 
 
+def sum_present(d_a, d_b):
+    """Gradient of a tensor read twice: d_a + d_b, a None term (that reader sent nothing) left out; both None: None."""
+    if d_a is None or d_b is None:
+        return d_b if d_a is None else d_a
+    return d_a + d_b
+
+
 class Encoder(nn.Layer):
     """A VGG-like encoder that hands back the features of *every* level (for skips and heads).
 
@@ -75,9 +82,7 @@ class Encoder(nn.Layer):
     @staticmethod
     def _level_sum(d_below, d_model):
         """f_l fed the next pool (d_below) and the model (d_model): sum what came back, never overwrite."""
-        if d_below is None or d_model is None:
-            return d_model if d_below is None else d_below
-        return d_below + d_model
+        return sum_present(d_below, d_model)
 
     def backward(self, d_features):
         if len(d_features) != len(self.stages) or d_features[-1] is None:

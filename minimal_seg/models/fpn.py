@@ -36,7 +36,7 @@ from __future__ import annotations
 from .. import nn
 from ..nn.init import as_generator
 from .base import Model
-from .blocks import Encoder, conv_bn_relu, level_widths
+from .blocks import Encoder, conv_bn_relu, level_widths, sum_present
 
 
 class FPNBackbone(nn.Layer):
@@ -89,9 +89,7 @@ class FPNBackbone(nn.Layer):
     @staticmethod
     def _sum_of_two_readers(d_smooth, d_up):
         """m_l fed smooth_l and the upsampling into level l - 1: add the gradients, never overwrite."""
-        if d_smooth is None or d_up is None:
-            return d_up if d_smooth is None else d_smooth
-        return d_smooth + d_up
+        return sum_present(d_smooth, d_up)
 
 
 class FPN(Model):
