@@ -47,20 +47,13 @@ WINOGRAD_MAX_PIXELS pixels runs by Winograd's F(2x2, 3x3) (``_winograd``,
 im2col there (forward + backward, U-Net shapes, one thread), and 1.1-6x
 on larger maps or fewer channels, where its transforms cost more than the
 multiplications they save (docs/concepts/winograd.md).
-
-**Copies on more than one core.** The copies of the wide path (padding,
-the wide columns, the wide result back to NCHW) are split by blocks of
-channels over a small thread pool (``_parallel``, off by default:
-``MINIMAL_SEG_COPY_THREADS``); every element is still copied once, so the
-results are bit-identical.
 """
 from __future__ import annotations
 
 from ..backend import array_module, is_device_array
 from . import _winograd
 from ._im2col_budget import batch_chunks, get_im2col_budget, row_blocks
-from ._parallel import pad_channels_first, parallel_blocks
-from .im2col import batch_first, channels_first, col2im, conv_weight_grad, im2col
+from .im2col import batch_first, channels_first, col2im, conv_weight_grad, im2col, pad_channels_first
 
 WINOGRAD_MIN_CHANNELS = 32  # Winograd in "fast": C >= 32 and OH*OW <= 16*16 (measured, see above)
 WINOGRAD_MAX_PIXELS = 16 * 16
@@ -263,25 +256,17 @@ def im2col_wide(xflat, width, kernel_size, dilation, rows):
     count = (rows.stop - rows.start) * width
     cols = xp.empty((c, kh, kw, n, count), dtype=xflat.dtype)
 
-    def copy(block):  # the rows of cols of the channels in block
-        for i in range(kh):
-            for j in range(kw):
-                start = (rows.start + i * dh) * width + j * dw
-                cols[block, i, j] = xflat[block, :, start:start + count]
-
-    parallel_blocks(copy, c, cols.nbytes, xflat)
+    for i in range(kh):
+        for j in range(kw):
+            start = (rows.start + i * dh) * width + j * dw
+            cols[:, i, j] = xflat[:, :, start:start + count]
     return cols.reshape(c * kh * kw, n * count)
 
 
 def _wide_to_nchw(m, width, out):
     """Write the wide result m (C, N*R*Wp), Wp = ``width``, into out (N, C, R, W): drop the positions ow >= W."""
     n, c, r, w = out.shape
-    m = m.reshape(c, n, r, width)[:, :, :, :w].transpose(1, 0, 2, 3)
-
-    def copy(block):
-        out[:, block] = m[:, block]
-
-    parallel_blocks(copy, c, out.nbytes, m)
+    out[...] = m.reshape(c, n, r, width)[:, :, :, :w].transpose(1, 0, 2, 3)
 
 
 def _conv2d_wide(x, w, b, padding, dilation, out):

@@ -42,7 +42,7 @@ faster (``_conv_fast.py``).
 from __future__ import annotations
 
 from ..backend import array_module
-from ._parallel import pad_channels_first
+from .im2col import pad_channels_first
 from .common import window
 
 # The transforms of F(2x2, 3x3) (Lavin and Gray, 2016, section 4.1).

@@ -130,3 +130,18 @@ def batch_first(m, out, b=None):
         out[...] = m
     else:
         xp.add(m, b[:, None, None], out=out)
+
+
+def pad_channels_first(x, rows, columns):
+    """x (N, C, H, W) -> (C, N, top + H + bottom, left + W + right), zeros around; rows = (top, bottom), columns likewise.
+
+    The padded, channels-first copy the stride-1 and Winograd fast paths start from; only the border is zeroed.
+    """
+    n, c, h, w = x.shape
+    (top, bottom), (left, right) = rows, columns
+    xpad = array_module(x).empty((c, n, top + h + bottom, left + w + right), dtype=x.dtype)
+    for border in (xpad[:, :, :top], xpad[:, :, top + h:], xpad[:, :, top:top + h, :left],
+                   xpad[:, :, top:top + h, left + w:]):
+        border[...] = 0
+    xpad[:, :, top:top + h, left:left + w] = x.transpose(1, 0, 2, 3)
+    return xpad
