@@ -16,10 +16,10 @@ import pytest
 import strict
 
 from minimal_seg import backend
-from minimal_seg.functional._threads import pick_threads
+from minimal_seg.threads import pick_threads
 
 # One BLAS thread per test process: pytest-xdist already runs a process per core, and on a busy
-# machine two BLAS threads were measured slower than one (minimal_seg.functional._threads).
+# machine two BLAS threads were measured slower than one (minimal_seg.threads).
 pick_threads(1)
 
 strict.register()

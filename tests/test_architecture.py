@@ -32,7 +32,7 @@ PACKAGE = Path(minimal_seg.__file__).parent
 
 # Bottom first. A unit is a top-level module or package of minimal_seg/ ("minimal_seg" is its __init__.py).
 LAYERS = [
-    ("bottom", ("minimal_seg", "backend", "machine")),          # the array module; the machine record
+    ("bottom", ("minimal_seg", "backend", "machine", "threads")),  # the array module; the machine; BLAS threads
     ("functional", ("functional",)),                             # pure forward/backward pairs
     ("beside functional", ("gradcheck", "metrics", "optim", "data", "viz", "conv_arithmetic",
                            "op_catalogue")),                     # on arrays and ops, no layers

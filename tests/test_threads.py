@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from minimal_seg.functional import _threads
+from minimal_seg import threads as _threads
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import sys
 import numpy
 
 from .. import backend
-from ..functional._threads import blas_threads
+from ..threads import blas_threads
 from ..functional.conv import get_im2col_budget
 from ..machine import machine_info
 from .cases import pool_cases, quick_cases, quick_pool_cases, unet_cases
@@ -29,7 +29,7 @@ def run(backend_name=None, quick=False, repeats=None, warmup=None, batch=8, size
     row per conv case, all samples), summary, pool_ops, pool_summary,
     training and targets (``targets.check_targets``). The thread count is
     the process's: the command line picks it (``--threads``, see
-    ``minimal_seg.functional._threads``).
+    ``minimal_seg.threads``).
     """
     backend_name = backend_name or backend.get_backend()
     repeats = repeats or (3 if quick else 15)

@@ -34,9 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from ..functional._threads import pick_threads
+    from ..threads import pick_threads
 
-    pick_threads(getattr(args, "threads", None))  # BLAS threads: see minimal_seg.functional._threads
+    pick_threads(getattr(args, "threads", None))  # BLAS threads: see minimal_seg.threads
     if getattr(args, "backend", None):
         from ..backend import BackendUnavailableError, set_backend
 

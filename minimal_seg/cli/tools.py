@@ -164,7 +164,7 @@ def _thread_count(text):
     """argparse type of --threads: a whole number >= 1 (argparse names the flag in its error line)."""
     import argparse
 
-    from ..functional._threads import positive_count
+    from ..threads import positive_count
 
     try:
         return positive_count(text, "threads")
