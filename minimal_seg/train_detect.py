@@ -63,10 +63,6 @@ class DetectConfig(RunConfig):
                                                                                  "score_threshold")}}
     resume_keys: ClassVar[tuple] = ("data", "depth", "boxes_per_cell") + RunConfig.resume_keys
 
-    def data_kwargs(self, split):
-        n = self.num_train if split == "train" else self.num_val
-        return {"num_images": n, "image_size": self.image_size, "seed": self.seed}
-
     def validate(self):
         """Raise ConfigError naming the first field that cannot train (``train.RunConfig.validate``)."""
         super().validate(data=("instance_shapes",))
