@@ -40,9 +40,9 @@ from typing import ClassVar
 import numpy
 
 from . import functional as F
-from .backend import array_module, asarray, backend_names, get_backend, to_numpy, use_backend
+from .backend import array_module, backend_names, get_backend, to_numpy, use_backend
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .data import DATASETS, batches, dataset_spec, default_augmentation, get_dataset
+from .data import DATASETS, batches, dataset_spec, default_augmentation, get_dataset, image_batches
 from .metrics import ConfusionMatrix
 from .models import MODELS, build_model
 from .optim import SGD, Adam, CosineSchedule
@@ -211,11 +211,8 @@ def train_step(model, optimizer, schedule, loss_fns, images, masks):
 
 def predict(model, images, batch_size=16):
     """Class map (N, H, W) of whole host images (N, C, H, W): eval mode, batch by batch, on the backend."""
-    labels = []
     with model.eval_mode():
-        for start in range(0, len(images), batch_size):
-            batch = numpy.ascontiguousarray(images[start:start + batch_size], dtype=numpy.float32)
-            labels.append(model(asarray(batch)).argmax(axis=1))
+        labels = [model(batch).argmax(axis=1) for batch in image_batches(images, batch_size)]
     return array_module(labels[0]).concatenate(labels, axis=0)
 
 

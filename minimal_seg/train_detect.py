@@ -34,7 +34,7 @@ import numpy
 
 from . import functional as F
 from .backend import asarray
-from .data import batches, get_dataset
+from .data import batches, get_dataset, image_batches
 from .metrics import mean_average_precision
 from .models.yolo import YOLO, decode, encode_targets
 from .train import (CHECKPOINT, ConfigError, RunConfig, fit, int_at_least, make_optimizer, number_above, run_task,
@@ -81,8 +81,7 @@ def detect(model, images, batch_size=32, score_threshold=0.05, iou_threshold=0.5
     """Boxes on host images (N, C, H, W): eval mode, batch by batch; one dict per image (see ``yolo.decode``)."""
     out = []
     with model.eval_mode():
-        for start in range(0, len(images), batch_size):
-            batch = asarray(numpy.ascontiguousarray(images[start:start + batch_size], dtype=numpy.float32))
+        for batch in image_batches(images, batch_size):
             out += decode(model(batch), model.config["boxes_per_cell"], images.shape[2:],
                           score_threshold=score_threshold, iou_threshold=iou_threshold)
     return out

@@ -27,7 +27,7 @@ from . import functional as F
 from .backend import asarray, to_numpy
 from .classical import instance_boundaries, instances_from_classes
 from .classical.components import instance_masks
-from .data import batches, default_augmentation, get_dataset
+from .data import batches, default_augmentation, get_dataset, image_batches
 from .data.loader import epoch_rng
 from .data.instance_shapes import masks_to_boxes
 from .data.nuclei import Nuclei
@@ -131,9 +131,8 @@ def class_probabilities(model, images, batch_size=4):
     """Softmax of the model's logits for whole host images (N, C, H, W) -> host (N, K, H, W) float32."""
     out = []
     with model.eval_mode():
-        for start in range(0, len(images), batch_size):
-            logits = model(asarray(numpy.ascontiguousarray(images[start:start + batch_size], dtype=numpy.float32)))
-            out.append(to_numpy(F.softmax_forward(logits, axis=1)[0]))
+        for batch in image_batches(images, batch_size):
+            out.append(to_numpy(F.softmax_forward(model(batch), axis=1)[0]))
     return numpy.concatenate(out)
 
 
