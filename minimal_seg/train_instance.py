@@ -329,13 +329,11 @@ def jittered_proposals(dataset, seed):
 
 def detector_proposals(checkpoint, images, score_threshold=0.05):
     """Proposals from a detector trained by ``train --task detect`` (YOLO): its boxes on each image, any class."""
-    from .checkpoint import load_checkpoint
+    from .checkpoint import model_from_checkpoint
     from .models.yolo import YOLO
     from .train_detect import detect
 
-    ckpt = load_checkpoint(checkpoint)
-    detector = YOLO(**{k: v for k, v in ckpt["meta"]["model_config"].items() if k != "model"})
-    detector.load_state_dict(ckpt["model"])
+    detector, _ = model_from_checkpoint(checkpoint, build=YOLO)
     return [d["boxes"].astype(numpy.float64) for d in detect(detector, images, score_threshold=score_threshold)]
 
 
@@ -350,11 +348,9 @@ def evaluate_two_stage(model, dataset, proposals):
 
 def two_stage_from_checkpoint(path):
     """The Mask R-CNN-lite of a ``train --task instance --data instance_shapes`` run, and its held-out set."""
-    from .checkpoint import load_checkpoint
+    from .checkpoint import model_from_checkpoint
 
-    ckpt = load_checkpoint(path)
-    model = MaskRCNNLite(**{k: v for k, v in ckpt["meta"]["model_config"].items() if k != "model"})
-    model.load_state_dict(ckpt["model"])
+    model, ckpt = model_from_checkpoint(path, build=MaskRCNNLite)
     config = TrainConfig(**ckpt["meta"]["train_config"])
     return model, get_dataset("instance_shapes", "val", **config.data_kwargs("val"))
 
