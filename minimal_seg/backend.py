@@ -89,7 +89,7 @@ def _module_for(name: str):
     if name in _registered:
         return _registered[name]
     if name not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS + tuple(_registered)}, got {name!r}")
+        raise ValueError(f"backend must be one of {backend_names()}, got {name!r}")
     return numpy if name == "numpy" else _import_cupy()
 
 

@@ -143,14 +143,20 @@ def load_checkpoint(path) -> dict:
     return groups
 
 
-def model_from_checkpoint(path):
-    """Build the model a checkpoint was saved from and load its weights; returns (model, checkpoint)."""
+def model_from_checkpoint(path, build=None):
+    """Build the model a checkpoint was saved from and load its weights; returns (model, checkpoint).
+
+    ``build(**model_config)`` builds a model outside ``models.MODELS`` (``YOLO``, ``MaskRCNNLite``: pass
+    the class); by default the model is ``build_model`` of the name the checkpoint stores.
+    """
     from .models import build_model
 
     ckpt = load_checkpoint(path)
     config = dict(ckpt["meta"]["model_config"])
+    name = config.pop("model")
     try:
-        model = build_model(config.pop("model"), **{k: v for k, v in config.items() if k != "variant"})
+        model = (build(**config) if build is not None
+                 else build_model(name, **{k: v for k, v in config.items() if k != "variant"}))
         model.load_state_dict(ckpt["model"])
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{path!s} does not match the model it names: {err}") from None

@@ -40,9 +40,9 @@ from typing import ClassVar
 import numpy
 
 from . import functional as F
-from .backend import array_module, asarray, backend_names, get_backend, to_numpy, use_backend
+from .backend import array_module, backend_names, get_backend, to_numpy, use_backend
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .data import DATASETS, batches, dataset_spec, default_augmentation, get_dataset
+from .data import DATASETS, batches, dataset_spec, default_augmentation, get_dataset, image_batches
 from .metrics import ConfusionMatrix
 from .models import MODELS, build_model
 from .optim import SGD, Adam, CosineSchedule
@@ -86,8 +86,8 @@ OPTIMIZERS = ("adam", "sgd")
 class RunConfig:
     """What every task's run has: the optimisation, the seed, the backend, the output folder and the data sizes.
 
-    Each task's config (``TrainConfig``, ``train_detect.DetectConfig``) adds its own fields,
-    rules and defaults; ``validate`` checks them all before any data is built.
+    Each task's config (``TrainConfig``, ``train_detect.DetectConfig``) adds its own fields
+    (``data`` among them), rules and defaults; ``validate`` checks them all before any data is built.
     """
 
     epochs: int = 5
@@ -114,6 +114,12 @@ class RunConfig:
     }
     # What a checkpoint must share with this config to be resumed by it.
     resume_keys: ClassVar[tuple] = ("base_channels", "seed", "image_size", "num_train", "optimizer")
+
+    def data_kwargs(self, split):
+        """The keywords ``get_dataset`` takes for ``split`` of this run's ``data`` (a field every task's
+        config declares; see ``data.registry``)."""
+        n = self.num_train if split == "train" else self.num_val
+        return dataset_spec(self.data).split_kwargs(n, self.image_size, self.seed)
 
     def validate(self, **choices):
         """Raise ConfigError naming the first field that cannot train: outside its ``choices``
@@ -143,11 +149,6 @@ class TrainConfig(RunConfig):
     loss: str = "ce"
     rules: ClassVar[dict] = {**RunConfig.rules, "repeat": int_at_least(1)}
     resume_keys: ClassVar[tuple] = ("model", "data", "model_options") + RunConfig.resume_keys
-
-    def data_kwargs(self, split):
-        """The keywords ``get_dataset`` takes for ``split`` of this run (see ``data.registry``)."""
-        n = self.num_train if split == "train" else self.num_val
-        return dataset_spec(self.data).split_kwargs(n, self.image_size, self.seed)
 
     def validate(self, models=MODELS):
         """Raise ConfigError naming the first field that cannot train (before any data is built).
@@ -210,11 +211,8 @@ def train_step(model, optimizer, schedule, loss_fns, images, masks):
 
 def predict(model, images, batch_size=16):
     """Class map (N, H, W) of whole host images (N, C, H, W): eval mode, batch by batch, on the backend."""
-    labels = []
     with model.eval_mode():
-        for start in range(0, len(images), batch_size):
-            batch = numpy.ascontiguousarray(images[start:start + batch_size], dtype=numpy.float32)
-            labels.append(model(asarray(batch)).argmax(axis=1))
+        labels = [model(batch).argmax(axis=1) for batch in image_batches(images, batch_size)]
     return array_module(labels[0]).concatenate(labels, axis=0)
 
 

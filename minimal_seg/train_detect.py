@@ -34,7 +34,7 @@ import numpy
 
 from . import functional as F
 from .backend import asarray
-from .data import batches, get_dataset
+from .data import batches, get_dataset, image_batches
 from .metrics import mean_average_precision
 from .models.yolo import YOLO, decode, encode_targets
 from .train import (CHECKPOINT, ConfigError, RunConfig, fit, int_at_least, make_optimizer, number_above, run_task,
@@ -63,10 +63,6 @@ class DetectConfig(RunConfig):
                                                                                  "score_threshold")}}
     resume_keys: ClassVar[tuple] = ("data", "depth", "boxes_per_cell") + RunConfig.resume_keys
 
-    def data_kwargs(self, split):
-        n = self.num_train if split == "train" else self.num_val
-        return {"num_images": n, "image_size": self.image_size, "seed": self.seed}
-
     def validate(self):
         """Raise ConfigError naming the first field that cannot train (``train.RunConfig.validate``)."""
         super().validate(data=("instance_shapes",))
@@ -85,8 +81,7 @@ def detect(model, images, batch_size=32, score_threshold=0.05, iou_threshold=0.5
     """Boxes on host images (N, C, H, W): eval mode, batch by batch; one dict per image (see ``yolo.decode``)."""
     out = []
     with model.eval_mode():
-        for start in range(0, len(images), batch_size):
-            batch = asarray(numpy.ascontiguousarray(images[start:start + batch_size], dtype=numpy.float32))
+        for batch in image_batches(images, batch_size):
             out += decode(model(batch), model.config["boxes_per_cell"], images.shape[2:],
                           score_threshold=score_threshold, iou_threshold=iou_threshold)
     return out

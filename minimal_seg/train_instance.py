@@ -27,7 +27,7 @@ from . import functional as F
 from .backend import asarray, to_numpy
 from .classical import instance_boundaries, instances_from_classes
 from .classical.components import instance_masks
-from .data import batches, default_augmentation, get_dataset
+from .data import batches, default_augmentation, get_dataset, image_batches
 from .data.loader import epoch_rng
 from .data.instance_shapes import masks_to_boxes
 from .data.nuclei import Nuclei
@@ -131,9 +131,8 @@ def class_probabilities(model, images, batch_size=4):
     """Softmax of the model's logits for whole host images (N, C, H, W) -> host (N, K, H, W) float32."""
     out = []
     with model.eval_mode():
-        for start in range(0, len(images), batch_size):
-            logits = model(asarray(numpy.ascontiguousarray(images[start:start + batch_size], dtype=numpy.float32)))
-            out.append(to_numpy(F.softmax_forward(logits, axis=1)[0]))
+        for batch in image_batches(images, batch_size):
+            out.append(to_numpy(F.softmax_forward(model(batch), axis=1)[0]))
     return numpy.concatenate(out)
 
 
@@ -330,13 +329,11 @@ def jittered_proposals(dataset, seed):
 
 def detector_proposals(checkpoint, images, score_threshold=0.05):
     """Proposals from a detector trained by ``train --task detect`` (YOLO): its boxes on each image, any class."""
-    from .checkpoint import load_checkpoint
+    from .checkpoint import model_from_checkpoint
     from .models.yolo import YOLO
     from .train_detect import detect
 
-    ckpt = load_checkpoint(checkpoint)
-    detector = YOLO(**{k: v for k, v in ckpt["meta"]["model_config"].items() if k != "model"})
-    detector.load_state_dict(ckpt["model"])
+    detector, _ = model_from_checkpoint(checkpoint, build=YOLO)
     return [d["boxes"].astype(numpy.float64) for d in detect(detector, images, score_threshold=score_threshold)]
 
 
@@ -351,11 +348,9 @@ def evaluate_two_stage(model, dataset, proposals):
 
 def two_stage_from_checkpoint(path):
     """The Mask R-CNN-lite of a ``train --task instance --data instance_shapes`` run, and its held-out set."""
-    from .checkpoint import load_checkpoint
+    from .checkpoint import model_from_checkpoint
 
-    ckpt = load_checkpoint(path)
-    model = MaskRCNNLite(**{k: v for k, v in ckpt["meta"]["model_config"].items() if k != "model"})
-    model.load_state_dict(ckpt["model"])
+    model, ckpt = model_from_checkpoint(path, build=MaskRCNNLite)
     config = TrainConfig(**ckpt["meta"]["train_config"])
     return model, get_dataset("instance_shapes", "val", **config.data_kwargs("val"))
 

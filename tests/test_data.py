@@ -21,6 +21,7 @@ from minimal_seg.data import (
     dice_score,
     get_dataset,
     hflip,
+    image_batches,
     num_batches,
     otsu_baseline_dice,
     otsu_threshold,
@@ -325,6 +326,14 @@ def test_batches_without_shuffle_and_drop_last():
     ids = _epoch_ids(data, batch_size=5, drop_last=True)
     assert [len(b) for b in ids] == [5, 5, 5, 5] and len(set(sum(ids, []))) == 20
     assert num_batches(23, 5) == 5 and num_batches(23, 5, drop_last=True) == 4
+
+
+def test_image_batches_are_the_images_in_order_on_the_backend(xp):
+    images, _ = _indexed_arrays()
+    out = list(image_batches(images, 5))
+    assert [len(b) for b in out] == [5, 5, 5, 5, 3]
+    assert all(array_module(b) is xp and b.dtype == np.float32 for b in out)
+    np.testing.assert_array_equal(np.concatenate([to_numpy(b) for b in out]), images.astype(np.float32))
 
 
 def test_batches_crop_and_transform_keep_alignment():

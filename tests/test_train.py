@@ -43,6 +43,21 @@ def test_outputs_written(tmp_path):
     assert ckpt["meta"]["epoch"] == 0 and "optim" in ckpt and ckpt["optim"]
 
 
+def test_model_from_checkpoint_builds_a_model_outside_the_table(tmp_path):
+    from minimal_seg.checkpoint import CheckpointError
+    from minimal_seg.models.mask_rcnn_lite import MaskRCNNLite
+    from minimal_seg.models.yolo import YOLO
+
+    detector = YOLO(in_channels=1, num_classes=3, base_channels=4, seed=1)
+    save_checkpoint(tmp_path / "yolo.npz", detector)
+    model, _ = model_from_checkpoint(tmp_path / "yolo.npz", build=YOLO)
+    assert isinstance(model, YOLO)
+    for name, value in detector.state_dict().items():
+        np.testing.assert_array_equal(model.state_dict()[name], value)
+    with pytest.raises(CheckpointError, match="does not match the model it names"):
+        model_from_checkpoint(tmp_path / "yolo.npz", build=MaskRCNNLite)
+
+
 def test_training_learns(tmp_path):
     """A few epochs on small Shapes images beat the all-background guess (mIoU ~0.16) by far."""
     config = tiny_config(tmp_path, epochs=4, num_train=64, base_channels=8, lr=5e-3)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .common import add_backend, add_im2col_budget, current_backend, error, run_training
+from .common import add_backend, add_im2col_budget, current_backend, error, flag, run_training
 
 # Config fields that each command takes as flags ("task": a checkpoint of another task cannot be resumed).
 TRAIN_FLAGS = ("epochs", "batch_size", "lr", "seed", "base_channels", "loss", "crop_size", "optimizer")
@@ -49,7 +49,7 @@ def cmd_train_detect(args) -> int:
     """``train --task detect``: DetectConfig's defaults, overridden by the given options."""
     from ..train_detect import DetectConfig, train_detect
 
-    unused = [f"--{k.replace('_', '-')}" for k in ("loss", "crop_size") if getattr(args, k, None) is not None]
+    unused = [flag(k) for k in ("loss", "crop_size") if getattr(args, k, None) is not None]
     if unused or args.data not in ("shapes", "instance_shapes"):
         return error(f"--task detect trains YOLO on instance_shapes; it takes no {', '.join(unused) or '--data'} "
                      f"(got --data {args.data})")

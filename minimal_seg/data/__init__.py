@@ -15,7 +15,7 @@ validation split, its normalisation and its training defaults);
 from __future__ import annotations
 
 from .dataset import SegmentationDataset, standardize
-from .loader import batches, num_batches
+from .loader import batches, image_batches, num_batches
 from .mnist_canvas import MNISTCanvas
 from .nuclei import Nuclei, dice_score, otsu_baseline_dice, otsu_threshold
 from .registry import DATASETS, DatasetSpec, dataset_spec, get_dataset
@@ -54,6 +54,7 @@ __all__ = [
     "dice_score",
     "get_dataset",
     "hflip",
+    "image_batches",
     "num_batches",
     "otsu_baseline_dice",
     "otsu_threshold",

@@ -47,6 +47,16 @@ def num_batches(n: int, batch_size: int, drop_last: bool = False) -> int:
     return n // batch_size if drop_last else -(-n // batch_size)
 
 
+def image_batches(images, batch_size: int):
+    """Yield whole host images (N, C, H, W) in order, as float32 (B, C, H, W) batches on the current backend.
+
+    The batching of inference (``train.predict``, ``train_detect.detect``,
+    ``train_instance.class_probabilities``): no masks, no shuffling, one host -> device copy per batch.
+    """
+    for start in range(0, len(images), batch_size):
+        yield asarray(np.ascontiguousarray(images[start:start + batch_size], dtype=np.float32))
+
+
 def batches(data, batch_size: int, shuffle: bool = True, seed: int = 0, epoch: int = 0,
             transform=None, crop_size=None, drop_last: bool = False):
     """Yield (images (B, C, h, w) float32, masks (B, h, w) int64) on the current backend.
