@@ -74,3 +74,22 @@ def xp(request):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def kernel_emulator():
+    """Run minimal_seg's CUDA kernels on NumPy and strict arrays too, by tests/cuda_emulator.py (needs g++)."""
+    import cuda_emulator
+
+    from minimal_seg.functional import kernels
+
+    if not cuda_emulator.compiler_available():
+        pytest.skip("the CUDA kernel emulator needs g++")
+    for name in ("numpy", "strict"):
+        kernels.register_kernel_factory(name, cuda_emulator.emulator_factory)
+    try:
+        with kernels.use_kernels(True):
+            yield cuda_emulator
+    finally:
+        for name in ("numpy", "strict"):
+            kernels.register_kernel_factory(name, None)
