@@ -16,13 +16,14 @@ def cmd_gradcheck(args) -> int:
     from ..op_catalogue import catalogue
 
     rows, failed = [], 0
-    for i, (label, forward, backward, make_inputs, kwargs) in enumerate(catalogue()):
+    for i, entry in enumerate(catalogue()):
         rng = numpy.random.default_rng(args.seed + i)
-        inputs = {k: asarray(v) if isinstance(v, numpy.ndarray) else v for k, v in make_inputs(rng).items()}
-        report = gradcheck(forward, backward, inputs, kwargs, label=label, seed=args.seed + i)
-        options = ", ".join(f"{k}={v}" for k, v in kwargs.items()) or "-"
+        inputs = {k: asarray(v) if isinstance(v, numpy.ndarray) else v for k, v in entry.make_inputs(rng).items()}
+        report = gradcheck(entry.forward, entry.backward, inputs, entry.kwargs, wrt=entry.wrt, label=entry.label,
+                           seed=args.seed + i)
+        options = ", ".join(f"{k}={v}" for k, v in entry.kwargs.items()) or "-"
         for _, tensor, err, _, verdict in report.rows():
-            rows.append((label, options, tensor, f"{err:.1e}", verdict))
+            rows.append((entry.label, options, tensor, f"{err:.1e}", verdict))
         failed += not report.passed
     widths = [max(len(str(r[c])) for r in rows + [("op", "options", "tensor", "max rel. error", "")]) for c in range(5)]
     header = ("op", "options", "tensor", "max rel. error", "result")
