@@ -103,6 +103,8 @@ def test_mask_targets_read_each_proposals_own_mask_through_its_box(xp):
 
 def test_shapes_and_bad_level(xp):
     model = MaskRCNNLite(num_classes=3, base_channels=2, roi_size=5)
+    with pytest.raises(RuntimeError, match="MaskRCNNLite.backward called before forward"):
+        model.backward(xp.zeros((1, 4), dtype=np.float32), xp.zeros((1, 3, 10, 10), dtype=np.float32))
     c, m = model(xp.zeros((2, 1, 20, 20), dtype=np.float32), xp.asarray(np.array([[1, 0, 0, 8, 8.0]],
                                                                                    dtype=np.float32)))
     assert c.shape == (1, 4) and m.shape == (1, 3, 10, 10) and m.dtype == np.float32

@@ -90,9 +90,10 @@ class MaskRCNNLite(Model):
 
     def roi_features(self, images, rois):
         """r (K, P, S, S): RoIAlign of the proposals on pyramid level ``level`` (images padded at bottom/right)."""
-        x, self._pad = F.pad_to_multiple_forward(images, self.output_stride)
-        r, self._roi = F.roi_align2d_forward(self.backbone(x)[self.level], rois, self.roi_size,
-                                             spatial_scale=1.0 / 2 ** self.level, sampling_ratio=2, aligned=True)
+        x, pad = F.pad_to_multiple_forward(images, self.output_stride)
+        r, roi = F.roi_align2d_forward(self.backbone(x)[self.level], rois, self.roi_size,
+                                       spatial_scale=1.0 / 2 ** self.level, sampling_ratio=2, aligned=True)
+        self.cache = (pad, roi)
         return r
 
     def forward(self, images, rois):
@@ -100,10 +101,12 @@ class MaskRCNNLite(Model):
         return self.class_head(r), self.mask_head(r)
 
     def backward(self, d_class, d_mask):
+        self._check_forward_done()
+        pad, roi = self.cache
         d_r = self._two_heads_sum(self.class_head.backward(d_class), self.mask_head.backward(d_mask))
         d_p = [None] * (self.backbone.depth + 1)  # only p_level was read
-        d_p[self.level] = F.roi_align2d_backward(d_r, self._roi)
-        return F.pad_to_multiple_backward(self.backbone.backward(d_p), self._pad)
+        d_p[self.level] = F.roi_align2d_backward(d_r, roi)
+        return F.pad_to_multiple_backward(self.backbone.backward(d_p), pad)
 
     @staticmethod
     def _two_heads_sum(d_from_class, d_from_mask):
