@@ -2,6 +2,7 @@
 import pytest
 from helpers import torch_or_skip
 
+from minimal_seg.functional import shapes as F_shapes
 from minimal_seg.functional.shapes import (
     conv2d_output_shape,
     conv_transpose2d_output_shape,
@@ -70,3 +71,32 @@ def test_receptive_field_of_the_lecture():
     assert receptive_field([3, 3]) == 5
     assert receptive_field([3, 3, 3], dilations=[1, 2, 3]) == 13
     assert receptive_field([3, 2, 3], strides=[1, 2, 1]) == 3 + 1 + 2 * 2
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: F_shapes.conv_output_size(0, 3), ValueError, "size must be an integer >= 1, got 0"),
+    (lambda: F_shapes.conv_output_size(8, 2.5), TypeError, "kernel must be an integer >= 1, got 2.5"),
+    (lambda: F_shapes.conv_output_size(8, 3, stride=0), ValueError, "stride must be an integer >= 1"),
+    (lambda: F_shapes.conv_output_size(8, 3, padding=-1), ValueError, "padding must be an integer >= 0"),
+    (lambda: F_shapes.conv_output_size(4, 3, dilation=3), ValueError, "spans 7 pixels, more than the padded input 4"),
+    (lambda: F_shapes.conv_output_size(float("nan"), 3), TypeError, "size must be an integer"),
+    (lambda: F_shapes.pool_output_size(8, 2, stride=True), TypeError, "stride must be an integer"),
+    (lambda: F_shapes.conv_transpose_output_size(1, 1, padding=1), ValueError, "padding 1 is too large"),
+    (lambda: F_shapes.conv_transpose_output_size(4, 3, output_padding=-1), ValueError, "output_padding must be"),
+    (lambda: F_shapes.upsample_output_size(4, 0), ValueError, "scale must be a finite number > 0, got 0"),
+    (lambda: F_shapes.upsample_output_size(4, float("inf")), ValueError, "scale must be a finite number"),
+    (lambda: F_shapes.receptive_field(3), TypeError, "kernels must be a list of ints, got 3"),
+    (lambda: F_shapes.receptive_field([3, 0]), ValueError, r"kernels\[1\] must be an integer >= 1"),
+    (lambda: F_shapes.receptive_field([3, 3], strides=[2]), ValueError, "one entry per kernel"),
+])
+def test_scalar_formulas_name_the_bad_argument(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+def test_scalar_formulas_on_good_input():
+    assert F_shapes.conv_output_size(6, 3, stride=2) == 2
+    assert F_shapes.conv_output_size(3, 3) == 1  # the kernel exactly fits
+    assert F_shapes.conv_transpose_output_size(4, 3, stride=2, padding=1, output_padding=1) == 8
+    assert F_shapes.upsample_output_size(5, 1.5) == 7
+    assert F_shapes.receptive_field([3, 3, 3], strides=[1, 2, 1]) == 9

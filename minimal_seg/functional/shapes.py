@@ -25,6 +25,8 @@ from __future__ import annotations
 import math
 import numbers
 
+from .common import check_int_at_least
+
 
 def pair(value, name: str) -> tuple[int, int]:
     """Turn an int or an (h, w) pair into a tuple of two ints, or raise TypeError."""
@@ -57,14 +59,26 @@ def nonnegative_pair(value, name: str) -> tuple[int, int]:
 
 def conv_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> int:
     """O = floor((size + 2*padding - dilation*(kernel-1) - 1) / stride) + 1 along one axis."""
-    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+    size, kernel, stride, dilation = _at_least_one(size=size, kernel=kernel, stride=stride, dilation=dilation)
+    padding = check_int_at_least(padding, "padding", 0)
+    span = dilation * (kernel - 1) + 1
+    if span > size + 2 * padding:
+        raise ValueError(f"kernel {kernel} with dilation {dilation} spans {span} pixels, more than the padded "
+                         f"input {size + 2 * padding} (size {size}, padding {padding})")
+    return (size + 2 * padding - span) // stride + 1
 
 
 def conv_transpose_output_size(
     size: int, kernel: int, stride: int = 1, padding: int = 0, output_padding: int = 0, dilation: int = 1
 ) -> int:
     """O = (size-1)*stride - 2*padding + dilation*(kernel-1) + output_padding + 1 along one axis."""
-    return (size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1
+    size, kernel, stride, dilation = _at_least_one(size=size, kernel=kernel, stride=stride, dilation=dilation)
+    padding = check_int_at_least(padding, "padding", 0)
+    output_padding = check_int_at_least(output_padding, "output_padding", 0)
+    out = (size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1
+    if out < 1:
+        raise ValueError(f"padding {padding} is too large: the output size would be {out}")
+    return out
 
 
 def pool_output_size(size: int, kernel: int, stride: int, padding: int = 0) -> int:
@@ -74,6 +88,9 @@ def pool_output_size(size: int, kernel: int, stride: int, padding: int = 0) -> i
 
 def upsample_output_size(size: int, scale: float) -> int:
     """Upsampling by a scale factor along one axis: O = floor(size * scale), as PyTorch."""
+    size = check_int_at_least(size, "size", 1)
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not math.isfinite(scale) or scale <= 0:
+        raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
     return int(math.floor(float(size) * float(scale)))
 
 
@@ -82,14 +99,29 @@ def receptive_field(kernels, strides=None, dilations=None) -> int:
 
     r = 1 + sum_l D_l*(K_l - 1) * prod_{m<l} S_m
     """
-    n = len(kernels)
-    strides = strides or [1] * n
-    dilations = dilations or [1] * n
+    kernels = _ints_at_least_one(kernels, "kernels")
+    strides = [1] * len(kernels) if strides is None else _ints_at_least_one(strides, "strides", len(kernels))
+    dilations = [1] * len(kernels) if dilations is None else _ints_at_least_one(dilations, "dilations",
+                                                                                 len(kernels))
     field, jump = 1, 1
     for k, s, d in zip(kernels, strides, dilations):
         field += d * (k - 1) * jump
         jump *= s
     return field
+
+
+def _at_least_one(**values):
+    """Each keyword's value as an int >= 1, in order, or the error naming it."""
+    return [check_int_at_least(v, name, 1) for name, v in values.items()]
+
+
+def _ints_at_least_one(values, name, length=None):
+    """A list or tuple of ints >= 1 (of ``length`` entries if given), or the error naming ``name``."""
+    if not isinstance(values, (list, tuple)):
+        raise TypeError(f"{name} must be a list of ints, got {values!r}")
+    if length is not None and len(values) != length:
+        raise ValueError(f"{name} must have one entry per kernel ({length}), got {len(values)}")
+    return [check_int_at_least(v, f"{name}[{i}]", 1) for i, v in enumerate(values)]
 
 
 def conv2d_output_shape(input_size, kernel_size, stride=1, padding=0, dilation=1) -> tuple[int, int]:
