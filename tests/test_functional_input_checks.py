@@ -31,6 +31,8 @@ CASES = [
     (lambda: F.crop_forward(X.tolist(), (2, 2)), TypeError, "x must be a NumPy or CuPy array"),
     (lambda: F.crop_backward(X, F.crop_forward(X, (2, 2))[1]), ValueError, "dout must have the forward output's shape"),
     (lambda: F.concat_forward(X), TypeError, "xs must be a non-empty list"),
+    (lambda: F.conv2d_forward(X, np.ones((0, 3, 3, 3))), ValueError, r"w must have at least one channel.*\(0, 3, 3, 3\)"),
+    (lambda: F.conv_transpose2d_forward(X, np.ones((3, 2, 0, 3))), ValueError, "w must have at least one"),
     (lambda: F.concat_forward([X, X], axis=float("nan")), TypeError, "axis must be an int"),
     (lambda: F.adaptive_pool_matrix(0, 2), ValueError, "in_size must be an integer >= 1"),
     (lambda: F.linear_interpolation_matrix(4, 0), ValueError, "out_size must be an integer >= 1"),

@@ -192,6 +192,8 @@ def _check_weight(x, w, b, x_channels_axis, name_in):
     check_same_module("x", x, "w", w)
     if w.dtype != x.dtype:
         raise TypeError(f"w has dtype {w.dtype} but x has dtype {x.dtype}; use one dtype")
+    if 0 in w.shape:
+        raise ValueError(f"w must have at least one channel and kernel pixel on every axis, got shape {tuple(w.shape)}")
     if w.shape[x_channels_axis] != x.shape[1]:
         raise ValueError(
             f"channel mismatch: x has {x.shape[1]} channels but w of shape {tuple(w.shape)} "
