@@ -153,6 +153,8 @@ def save_detection_figures(out, history, model, dataset, score_threshold=0.05, c
     """detections.png (held-out images) and learning_curves.png (loss, mAP) in ``out``."""
     import matplotlib.pyplot as plt
 
+    from .viz import plot_history
+
     found = detect(model, dataset.images[:count], score_threshold=score_threshold)
     fig, axes = plt.subplots(2, count // 2, figsize=(2.6 * count // 2, 5.6))
     for ax, i in zip(axes.ravel(), range(count)):
@@ -161,14 +163,5 @@ def save_detection_figures(out, history, model, dataset, score_threshold=0.05, c
     fig.tight_layout()
     fig.savefig(os.path.join(out, "detections.png"), dpi=100)
     plt.close(fig)
-    fig, (ax_loss, ax_map) = plt.subplots(1, 2, figsize=(9, 3.5))
-    epochs = [r["epoch"] for r in history]
-    ax_loss.plot(epochs, [r["train_loss"] for r in history], marker="o")
-    ax_loss.set(xlabel="epoch", ylabel="YOLO loss", title="training loss")
-    for key, label in (("val_map_50", "mAP@0.5"), ("val_map", "mAP@[.5:.95]")):
-        ax_map.plot(epochs, [r[key] for r in history], marker="o", label=label)
-    ax_map.set(xlabel="epoch", ylim=(0, 1), title="held-out mAP")
-    ax_map.legend()
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, "learning_curves.png"), dpi=100)
-    plt.close(fig)
+    plot_history(history, os.path.join(out, "learning_curves.png"), loss_label="YOLO loss",
+                 metrics=(("val_map_50", "mAP@0.5"), ("val_map", "mAP@[.5:.95]")), metrics_title="held-out mAP")

@@ -69,27 +69,35 @@ def plot_predictions(images, truth, pred, path=None, max_rows=4, class_names=Non
     return fig
 
 
-def plot_history(history, path=None):
-    """Learning curves: training loss per step and validation mIoU per epoch. Returns the figure."""
+SEGMENTATION_CURVES = (("val_miou", "mIoU"), ("val_pixel_accuracy", "pixel accuracy"))
+
+
+def plot_history(history, path=None, metrics=SEGMENTATION_CURVES, loss_label="training loss",
+                 metrics_title=None):
+    """Learning curves: training loss per step (or per epoch) and validation metrics per epoch.
+
+    ``history`` is ``fit``'s list of per-epoch dicts; ``metrics`` the (key, label) pairs of the
+    right panel, each a score in [0, 1] (default: mIoU and pixel accuracy; the detector passes
+    its mAPs). Returns the figure, or saves and closes it when ``path`` is given.
+    """
     import matplotlib.pyplot as plt
 
-    fig, (ax_loss, ax_iou) = plt.subplots(1, 2, figsize=(9, 3.2))
+    fig, (ax_loss, ax_metrics) = plt.subplots(1, 2, figsize=(9, 3.2))
     steps = [v for row in history for v in row.get("step_losses", [])]
+    epochs = [r["epoch"] for r in history]
     if steps:
         ax_loss.plot(numpy.arange(1, len(steps) + 1), steps, lw=1)
         ax_loss.set_xlabel("step")
     else:
-        ax_loss.plot([r["epoch"] for r in history], [r["train_loss"] for r in history], marker="o")
+        ax_loss.plot(epochs, [r["train_loss"] for r in history], marker="o")
         ax_loss.set_xlabel("epoch")
-    ax_loss.set_ylabel("training loss")
+    ax_loss.set_ylabel(loss_label)
     ax_loss.set_yscale("log")
-    ax_iou.plot([r["epoch"] for r in history], [r["val_miou"] for r in history], marker="o", label="mIoU")
-    ax_iou.plot([r["epoch"] for r in history], [r["val_pixel_accuracy"] for r in history], marker="s",
-                label="pixel accuracy")
-    ax_iou.set_xlabel("epoch")
-    ax_iou.set_ylim(0, 1)
-    ax_iou.legend()
-    ax_iou.grid(alpha=0.3)
+    for (key, label), marker in zip(metrics, "osd^v"):
+        ax_metrics.plot(epochs, [r[key] for r in history], marker=marker, label=label)
+    ax_metrics.set(xlabel="epoch", ylim=(0, 1), title=metrics_title)
+    ax_metrics.legend()
+    ax_metrics.grid(alpha=0.3)
     fig.tight_layout()
     if path:
         fig.savefig(path, dpi=100)

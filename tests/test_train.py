@@ -331,3 +331,23 @@ def test_cli_evaluate_prints_class_names(trained, capsys):
     assert cli.main(["evaluate", str(trained)]) == 0
     out = capsys.readouterr().out
     assert "iou_circle" in out and "dice_triangle" in out and "iou_0" not in out
+
+
+def test_plot_history_draws_the_metrics_it_is_given():
+    """The segmentation default (mIoU, pixel accuracy) and the detector's mAP curves, one line each."""
+    import matplotlib.pyplot as plt
+
+    from minimal_seg.viz import plot_history
+
+    history = [{"epoch": e, "train_loss": 1.0 / e, "val_miou": 0.1 * e, "val_pixel_accuracy": 0.2 * e,
+                "val_map": 0.05 * e, "val_map_50": 0.1 * e} for e in (1, 2, 3)]
+    fig = plot_history(history)
+    labels = [line.get_label() for line in fig.axes[1].get_lines()]
+    assert labels == ["mIoU", "pixel accuracy"]
+    np.testing.assert_allclose(fig.axes[1].get_lines()[0].get_ydata(), [0.1, 0.2, 0.3])
+    plt.close(fig)
+    fig = plot_history(history, metrics=(("val_map_50", "mAP@0.5"), ("val_map", "mAP")), loss_label="YOLO loss")
+    assert [line.get_label() for line in fig.axes[1].get_lines()] == ["mAP@0.5", "mAP"]
+    assert fig.axes[0].get_ylabel() == "YOLO loss"
+    np.testing.assert_allclose(fig.axes[0].get_lines()[0].get_ydata(), [1.0, 0.5, 1 / 3])  # per epoch: no step losses
+    plt.close(fig)
