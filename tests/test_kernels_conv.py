@@ -72,6 +72,17 @@ def test_kernels_with_fewer_window_positions_than_the_formula(kernel_emulator, x
                                   _host(col2im(y, x.shape, k, s, p, d, out_size=out_size)))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("k,s,p,d", [(8, 4, 2, 1), ((6, 5), (4, 6), (1, 3), (2, 3)), (4, (6, 4), 1, (3, 2))])
+def test_kernels_with_large_kernels(kernel_emulator, xp, rng, dtype, k, s, p, d):
+    """Kernels larger than the stride (as FCN-32s' 64x64, stride 32): col2im visits every SH/gcd(SH, DH)-th offset."""
+    x = xp.asarray(rand(rng, (3, 2, 9, 11), dtype))
+    cols = cuda.im2col(x, k, s, p, d)
+    np.testing.assert_array_equal(_host(cols), _host(im2col(x, k, s, p, d)))
+    y = xp.asarray(rand(rng, cols.shape, dtype))
+    np.testing.assert_array_equal(_host(cuda.col2im(y, x.shape, k, s, p, d)), _host(col2im(y, x.shape, k, s, p, d)))
+
+
 @pytest.mark.parametrize("k,s,p,d", [(3, 1, 1, 1), (3, 2, 0, 2), ((2, 3), (3, 1), (2, 0), (1, 2)), (1, 2, 1, 1)])
 def test_the_col2im_kernel_is_the_adjoint_of_the_im2col_kernel(kernel_emulator, xp, rng, k, s, p, d):
     x = xp.asarray(rand(rng, (3, 2, 6, 5)))
@@ -219,3 +230,14 @@ def test_the_kernels_keep_to_the_im2col_budget(xp, rng, launches):
         chunked = _host(conv2d_forward(xp.asarray(x), xp.asarray(w), stride=2)[0])
     assert launches == {"im2col": 3, "batch_first": 3}
     np.testing.assert_array_equal(chunked, whole)
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_an_empty_batch_launches_nothing(xp, launches, transposed):
+    fwd, bwd = ((conv_transpose2d_forward, conv_transpose2d_backward) if transposed
+                else (conv2d_forward, conv2d_backward))
+    x, w = xp.zeros((0, 3, 5, 6)), xp.ones((3, 3, 3, 3))
+    out, cache = fwd(x, w, stride=2, padding=1)
+    dx, dw, _ = bwd(xp.zeros(out.shape), cache)
+    assert out.shape[0] == 0 and dx.shape == x.shape and dw.shape == w.shape and not _host(dw).any()
+    assert not launches

@@ -21,6 +21,10 @@ offsets (i, j) whose window position is a whole number inside the map::
     y + PH = oh*SH + i*DH,   0 <= oh < OH     (SH divides y + PH - i*DH; likewise x, j, ow)
     out[n, c, y, x] = sum over those (i, j) of cols[(c, i, j), (n, oh, ow)]
 
+Those i are every (SH / gcd(SH, DH))-th offset from the first, so a thread
+visits only them: a 64x64 kernel of stride 32 (FCN-32s) gives each pixel
+2 x 2 offsets to add, not 4096 to test.
+
 Every thread writes only its own pixel: no atomics, and the result does not
 depend on the order threads run in. It adds in the order of the array code's
 loop (i, then j), so both round alike: the same numbers, bit for bit.
@@ -29,8 +33,9 @@ loop (i, then j), so both round alike: the same numbers, bit for bit.
 inverse, which adds the bias in the same launch: the layouts a GEMM over the
 whole batch reads and writes.
 
-Each kernel exists for float32 and float64 (``REAL`` in the source below is
-``float`` or ``double``, the kernel's name ends in ``_float`` or ``_double``).
+Each kernel exists for float32 and float64: its CUDA C is written once with
+``REAL`` for the type, and ``SOURCE`` holds it twice, with ``float`` and with
+``double`` (kernel names ending in ``_float`` and ``_double``).
 """
 from __future__ import annotations
 
@@ -42,6 +47,21 @@ from . import launch
 
 __all__ = ["im2col", "col2im", "channels_first", "batch_first", "SOURCE"]
 
+_OFFSETS = r"""
+// The kernel offsets i of col2im whose window holds a pixel at padded position pos: S divides pos - i*D
+// (then pos - i*D = oh*S). They are every (S / gcd(S, D))-th offset from the first one.
+__device__ __forceinline__ int offset_step(int S, int D) {
+    int a = S, b = D;
+    while (b != 0) { int r = a % b; a = b; b = r; }
+    return S / a;
+}
+
+__device__ __forceinline__ int first_offset(int pos, int S, int D, int step, int K) {
+    for (int i = 0; i < step && i < K; ++i)
+        if ((pos - i * D) % S == 0) return i;
+    return K;                                // none: no window holds this pixel along this axis
+}
+"""
 _KERNELS = r"""
 extern "C" __global__ void im2col_REAL(const REAL* __restrict__ x, REAL* __restrict__ cols,
         int N, int C, int H, int W, int KH, int KW, int SH, int SW, int PH, int PW, int DH, int DW,
@@ -69,15 +89,17 @@ extern "C" __global__ void col2im_REAL(const REAL* __restrict__ cols, REAL* __re
     int c = rest % C;
     int n = rest / C;
     int L = N * OH * OW;                     // the columns of cols
+    int step_i = offset_step(SH, DH), step_j = offset_step(SW, DW);
+    int j0 = first_offset(x_ + PW, SW, DW, step_j, KW);
     REAL sum = 0;
-    for (int i = 0; i < KH; ++i) {
-        int top = y + PH - i * DH;           // = oh*SH for the window that reads this pixel at row i
+    for (int i = first_offset(y + PH, SH, DH, step_i, KH); i < KH; i += step_i) {
+        int top = y + PH - i * DH;           // = oh*SH: the window that reads this pixel at row offset i
         if (top < 0) break;                  // and for every later i too
-        if (top % SH != 0 || top / SH >= OH) continue;
-        for (int j = 0; j < KW; ++j) {
+        if (top / SH >= OH) continue;
+        for (int j = j0; j < KW; j += step_j) {
             int left = x_ + PW - j * DW;     // = ow*SW
             if (left < 0) break;
-            if (left % SW != 0 || left / SW >= OW) continue;
+            if (left / SW >= OW) continue;
             sum += cols[((c * KH + i) * KW + j) * L + (n * OH + top / SH) * OW + left / SW];
         }
     }
@@ -106,7 +128,7 @@ extern "C" __global__ void batch_first_REAL(const REAL* __restrict__ m, const RE
 }
 """
 _C_TYPES = {"float32": "float", "float64": "double"}
-SOURCE = "".join(_KERNELS.replace("REAL", ctype) for ctype in _C_TYPES.values())  # what NVRTC compiles
+SOURCE = _OFFSETS + "".join(_KERNELS.replace("REAL", ctype) for ctype in _C_TYPES.values())  # what NVRTC compiles
 
 
 def _run(kernel, inputs, out, sizes):
