@@ -4,7 +4,7 @@ Tested equal to ``method="reference"`` over the whole option grid
 (``tests/test_conv.py``). Every function here takes the options as pairs,
 already checked by ``conv.py``, and the cache the dispatcher started
 (x, w, stride, padding, dilation, out_size, has_bias); the forward adds
-``path`` and ``cols``. Four ideas, each a few lines:
+``path`` and ``cols``. Five ideas, each a few lines:
 
 **Chunks.** The columns are built a chunk of images at a time
 (``_im2col_budget``): within the im2col budget, and on a CPU small enough
@@ -213,8 +213,8 @@ def conv_transpose2d_forward(x, w, b, cache):
     ops, parts = _columns(x), []
     for part in batch_chunks(x, c_out * kh * kw * h * wd * x.itemsize):
         dcols = w_mat.T @ ops.channels_first(x[part])  # (C_out*KH*KW, nb*H*W)
-        parts.append(ops.col2im(dcols, (part.stop - part.start, c_out) + tuple(cache.out_size), (kh, kw), cache.stride,
-                            cache.padding, cache.dilation, out_size=(h, wd)))
+        parts.append(ops.col2im(dcols, (part.stop - part.start, c_out) + tuple(cache.out_size), (kh, kw),
+                                cache.stride, cache.padding, cache.dilation, out_size=(h, wd)))
     out = _join(parts)
     if b is not None:
         out += b[:, None, None]
