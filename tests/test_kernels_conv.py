@@ -10,6 +10,7 @@ array code's, bit for bit, in float32 as in float64.
 import collections
 import itertools
 import shutil
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -119,6 +120,15 @@ def test_kernels_refuse_what_they_cannot_run(kernel_emulator, xp):
         cuda.batch_first(xp.zeros((2, 9)), xp.zeros((1, 2, 3, 3)), xp.zeros(2, dtype=np.float32))
     with pytest.raises(ValueError, match=r"m must have shape \(2, 9\)"):
         cuda.batch_first(xp.zeros((2, 8)), xp.zeros((1, 2, 3, 3)))
+
+
+def test_launch_refuses_an_array_past_the_kernels_int_index(kernel_emulator):
+    """The kernels index elements with a C int: an array of 2**31 elements would wrap around on a GPU."""
+    huge = SimpleNamespace(flags=SimpleNamespace(c_contiguous=True), ndim=2, size=2**31)  # no memory behind it
+    like = np.zeros(1, np.float32)
+    with pytest.raises(ValueError, match="does not fit the kernels' int index"):
+        kernels.launch(cuda.SOURCE, "channels_first_float", 1, (huge, like, np.int32(1), np.int32(1), np.int32(1),
+                                                                 np.int32(1)), like=like)
 
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc (the CUDA toolkit) is not installed")
