@@ -35,10 +35,6 @@ DTYPES = [np.float64, np.float32]
 GRID = list(itertools.product([1, 2, 3, (2, 3), (3, 1)], [1, 2, 3, (3, 1)], [0, 1, 2, (0, 2)], [1, 2, (1, 2)]))
 
 
-def _host(a):
-    return to_numpy(a)
-
-
 # ---- each kernel equals the array code ------------------------------------------------------
 
 
@@ -50,11 +46,11 @@ def test_im2col_and_col2im_kernels_equal_the_array_code_on_the_option_grid(kerne
             case = f"N={n} kernel={k} stride={s} padding={p} dilation={d}"
             cols = cuda.im2col(x, k, s, p, d)
             assert cols.dtype == dtype
-            np.testing.assert_array_equal(_host(cols), _host(im2col(x, k, s, p, d)), err_msg=case)
+            np.testing.assert_array_equal(to_numpy(cols), to_numpy(im2col(x, k, s, p, d)), err_msg=case)
             y = xp.asarray(rand(rng, cols.shape, dtype))
             folded = cuda.col2im(y, x.shape, k, s, p, d)
             assert folded.dtype == dtype and folded.shape == x.shape
-            np.testing.assert_array_equal(_host(folded), _host(col2im(y, x.shape, k, s, p, d)), err_msg=case)
+            np.testing.assert_array_equal(to_numpy(folded), to_numpy(col2im(y, x.shape, k, s, p, d)), err_msg=case)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -67,10 +63,10 @@ def test_kernels_with_fewer_window_positions_than_the_formula(kernel_emulator, x
     """out_size below the formula, as the transposed convolution asks: the windows past it are left out."""
     x = xp.asarray(rand(rng, (3, 2, 5, 7), dtype))
     cols = cuda.im2col(x, k, s, p, d, out_size=out_size)
-    np.testing.assert_array_equal(_host(cols), _host(im2col(x, k, s, p, d, out_size=out_size)))
+    np.testing.assert_array_equal(to_numpy(cols), to_numpy(im2col(x, k, s, p, d, out_size=out_size)))
     y = xp.asarray(rand(rng, cols.shape, dtype))
-    np.testing.assert_array_equal(_host(cuda.col2im(y, x.shape, k, s, p, d, out_size=out_size)),
-                                  _host(col2im(y, x.shape, k, s, p, d, out_size=out_size)))
+    np.testing.assert_array_equal(to_numpy(cuda.col2im(y, x.shape, k, s, p, d, out_size=out_size)),
+                                  to_numpy(col2im(y, x.shape, k, s, p, d, out_size=out_size)))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -79,9 +75,10 @@ def test_kernels_with_large_kernels(kernel_emulator, xp, rng, dtype, k, s, p, d)
     """Kernels larger than the stride (as FCN-32s' 64x64, stride 32): col2im visits every SH/gcd(SH, DH)-th offset."""
     x = xp.asarray(rand(rng, (3, 2, 9, 11), dtype))
     cols = cuda.im2col(x, k, s, p, d)
-    np.testing.assert_array_equal(_host(cols), _host(im2col(x, k, s, p, d)))
+    np.testing.assert_array_equal(to_numpy(cols), to_numpy(im2col(x, k, s, p, d)))
     y = xp.asarray(rand(rng, cols.shape, dtype))
-    np.testing.assert_array_equal(_host(cuda.col2im(y, x.shape, k, s, p, d)), _host(col2im(y, x.shape, k, s, p, d)))
+    np.testing.assert_array_equal(to_numpy(cuda.col2im(y, x.shape, k, s, p, d)),
+                                  to_numpy(col2im(y, x.shape, k, s, p, d)))
 
 
 @pytest.mark.parametrize("k,s,p,d", [(3, 1, 1, 1), (3, 2, 0, 2), ((2, 3), (3, 1), (2, 0), (1, 2)), (1, 2, 1, 1)])
@@ -98,17 +95,17 @@ def test_layout_kernels_equal_the_array_code(kernel_emulator, xp, rng, dtype, sh
     """channels_first, and batch_first with and without the bias, into a whole array and into a view."""
     a = xp.asarray(rand(rng, shape, dtype))
     m = cuda.channels_first(a)
-    np.testing.assert_array_equal(_host(m), _host(channels_first(a)))
+    np.testing.assert_array_equal(to_numpy(m), to_numpy(channels_first(a)))
     for b in (None, xp.asarray(rand(rng, shape[1:2], dtype))):
         want = xp.empty(shape, dtype=dtype)
         batch_first(m, want, b)
         got = xp.asarray(np.full(shape, np.nan, dtype))
         cuda.batch_first(m, got, b)
-        np.testing.assert_array_equal(_host(got), _host(want))
+        np.testing.assert_array_equal(to_numpy(got), to_numpy(want))
         wide = xp.asarray(np.full(shape[:3] + (2 * shape[3],), np.nan, dtype))  # out a strided view
         cuda.batch_first(m, wide[..., ::2], b)
-        np.testing.assert_array_equal(_host(wide[..., ::2]), _host(want))
-        assert np.isnan(_host(wide[..., 1::2])).all()
+        np.testing.assert_array_equal(to_numpy(wide[..., ::2]), to_numpy(want))
+        assert np.isnan(to_numpy(wide[..., 1::2])).all()
 
 
 def test_kernels_refuse_what_they_cannot_run(kernel_emulator, xp):
@@ -151,7 +148,7 @@ def _forward_backward(xp, transposed, x, w, b, opts, method, dout):
                 else (conv2d_forward, conv2d_backward))
     out, cache = fwd(xp.asarray(x), xp.asarray(w), None if b is None else xp.asarray(b), **opts, method=method)
     grads = bwd(xp.asarray(dout), cache)
-    return [None if a is None else _host(a) for a in (out,) + tuple(grads)], cache
+    return [None if a is None else to_numpy(a) for a in (out,) + tuple(grads)], cache
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -234,10 +231,10 @@ def test_fast_conv_transpose2d_runs_the_kernels(xp, rng, launches):
 def test_the_kernels_keep_to_the_im2col_budget(xp, rng, launches):
     """A budget of one image's columns: one im2col and one batch_first per image, the same numbers."""
     x, w = rand(rng, (3, 2, 5, 5)), rand(rng, (4, 2, 3, 3))
-    whole = _host(conv2d_forward(xp.asarray(x), xp.asarray(w), stride=2)[0])
+    whole = to_numpy(conv2d_forward(xp.asarray(x), xp.asarray(w), stride=2)[0])
     launches.clear()
     with use_im2col_budget(2 * 9 * 4 * 8):  # C*KH*KW x OH*OW float64 values
-        chunked = _host(conv2d_forward(xp.asarray(x), xp.asarray(w), stride=2)[0])
+        chunked = to_numpy(conv2d_forward(xp.asarray(x), xp.asarray(w), stride=2)[0])
     assert launches == {"im2col": 3, "batch_first": 3}
     np.testing.assert_array_equal(chunked, whole)
 
@@ -249,5 +246,5 @@ def test_an_empty_batch_launches_nothing(xp, launches, transposed):
     x, w = xp.zeros((0, 3, 5, 6)), xp.ones((3, 3, 3, 3))
     out, cache = fwd(x, w, stride=2, padding=1)
     dx, dw, _ = bwd(xp.zeros(out.shape), cache)
-    assert out.shape[0] == 0 and dx.shape == x.shape and dw.shape == w.shape and not _host(dw).any()
+    assert out.shape[0] == 0 and dx.shape == x.shape and dw.shape == w.shape and not to_numpy(dw).any()
     assert not launches
