@@ -4,7 +4,7 @@ Tested equal to ``method="reference"`` over the whole option grid
 (``tests/test_conv.py``). Every function here takes the options as pairs,
 already checked by ``conv.py``, and the cache the dispatcher started
 (x, w, stride, padding, dilation, out_size, has_bias); the forward adds
-``path`` and ``cols``. Four ideas, each a few lines:
+``path`` and ``cols``. Five ideas, each a few lines:
 
 **Chunks.** The columns are built a chunk of images at a time
 (``_im2col_budget``): within the im2col budget, and on a CPU small enough
@@ -47,17 +47,48 @@ WINOGRAD_MAX_PIXELS pixels runs by Winograd's F(2x2, 3x3) (``_winograd``,
 im2col there (forward + backward, U-Net shapes, one thread), and 1.1-6x
 on larger maps or fewer channels, where its transforms cost more than the
 multiplications they save (docs/concepts/winograd.md).
+
+**CUDA kernels on a GPU.** Where ``kernels.kernels_enabled(x)`` (CuPy, unless
+switched off), im2col, col2im and the two layout moves are one launch each
+(``kernels/im2col.py``) instead of one per kernel offset, so every conv is
+im2col + one GEMM + batch_first, a chunk at a time, and its backward one
+im2col, the dW GEMM, one GEMM and col2im. The CPU shortcuts above (wide
+columns, Winograd, the backward from the columns of dout) are not taken
+there; the 1x1 one is. The forward keeps no columns for the backward, which
+rebuilds them (one launch) rather than hold K*N*L values per layer until then.
 """
 from __future__ import annotations
+
+from typing import Callable, NamedTuple
 
 from ..backend import array_module, is_device_array
 from . import _winograd
 from ._im2col_budget import batch_chunks, get_im2col_budget, row_blocks
 from .im2col import batch_first, channels_first, col2im, conv_weight_grad, im2col, pad_channels_first
+from .kernels import im2col as cuda
+from .kernels import kernels_enabled
 
 WINOGRAD_MIN_CHANNELS = 32  # Winograd in "fast": C >= 32 and OH*OW <= 16*16 (measured, see above)
 WINOGRAD_MAX_PIXELS = 16 * 16
 MIN_WIDE_FILL = 0.85  # wide columns only where OW >= 0.85 Wp (64x64: 0.97, 16x16: 0.89, 8x8: 0.8 -> im2col)
+
+
+class Columns(NamedTuple):
+    """The four functions that move a convolution's values between images and GEMM matrices."""
+
+    im2col: Callable
+    col2im: Callable
+    channels_first: Callable
+    batch_first: Callable
+
+
+ARRAY_COLUMNS = Columns(im2col, col2im, channels_first, batch_first)  # im2col.py: a launch per kernel offset
+CUDA_COLUMNS = Columns(cuda.im2col, cuda.col2im, cuda.channels_first, cuda.batch_first)  # one launch each
+
+
+def _columns(x):
+    """The CUDA kernels where they run on x (``kernels_enabled``), else the array code."""
+    return CUDA_COLUMNS if kernels_enabled(x) else ARRAY_COLUMNS
 
 
 # ---- conv2d ---------------------------------------------------------------------------
@@ -76,11 +107,13 @@ def conv2d_forward(x, w, b, cache):
         if b is not None:
             out += b[:, None]
         return out.reshape(n, oc, h, wd)
-    if _use_winograd(x, w.shape, cache):
+    ops = _columns(x)
+    shortcuts = ops is ARRAY_COLUMNS  # wide columns and Winograd: not with the CUDA kernels
+    if shortcuts and _use_winograd(x, w.shape, cache):
         cache.path = "winograd"
         return _winograd.conv2d_forward(x, w, b, cache)
     out = xp.empty((n, oc, oh, ow), dtype=x.dtype)
-    if cache.stride == (1, 1) and _use_wide(ow, wd + 2 * cache.padding[1]):
+    if shortcuts and cache.stride == (1, 1) and _use_wide(ow, wd + 2 * cache.padding[1]):
         cache.path = "wide"
         _conv2d_wide(x, w, b, cache.padding, cache.dilation, out)
         return out
@@ -88,9 +121,9 @@ def conv2d_forward(x, w, b, cache):
     w_mat = w.reshape(oc, c * kh * kw)
     chunks = batch_chunks(x, c * kh * kw * oh * ow * x.itemsize)
     for part in chunks:
-        cols = im2col(x[part], (kh, kw), cache.stride, cache.padding, cache.dilation, out_size=(oh, ow))
-        batch_first(w_mat @ cols, out[part], b)  # (OC, nb*L): one GEMM for the whole chunk
-    if len(chunks) == 1 and _flip_padding(w.shape, cache) is None:
+        cols = ops.im2col(x[part], (kh, kw), cache.stride, cache.padding, cache.dilation, out_size=(oh, ow))
+        ops.batch_first(w_mat @ cols, out[part], b)  # (OC, nb*L): one GEMM for the whole chunk
+    if shortcuts and len(chunks) == 1 and _flip_padding(w.shape, cache) is None:
         cache.cols = cols  # the backward needs them (it will not take the stride-1 shortcut)
     return out
 
@@ -104,7 +137,8 @@ def conv2d_backward(dout, cache):
         return _pointwise_backward(dout, x, w)
     if cache.path == "winograd":
         return _winograd.conv2d_backward(dout, cache)
-    flip = _flip_padding(w.shape, cache)
+    ops = _columns(x)
+    flip = _flip_padding(w.shape, cache) if ops is ARRAY_COLUMNS else None
     if flip is not None:
         w_flip = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).reshape(c, oc * kh * kw)
         dx, dw_flip = _grads_from_dout_columns(dout, x, w_flip, (kh, kw), (1, 1), flip, cache.dilation)
@@ -114,11 +148,11 @@ def conv2d_backward(dout, cache):
     chunks = [slice(0, n)] if kept else batch_chunks(x, c * kh * kw * dout.shape[2] * dout.shape[3] * x.itemsize)
     dw, dx_parts = 0, []
     for part in chunks:
-        cols = cache.cols if kept else im2col(x[part], (kh, kw), cache.stride, cache.padding, cache.dilation)
-        d = channels_first(dout[part])  # (OC, nb*L)
+        cols = cache.cols if kept else ops.im2col(x[part], (kh, kw), cache.stride, cache.padding, cache.dilation)
+        d = ops.channels_first(dout[part])  # (OC, nb*L)
         dw = dw + conv_weight_grad(d, cols)
-        dx_parts.append(col2im(w.reshape(oc, -1).T @ d, x[part].shape, (kh, kw), cache.stride, cache.padding,
-                               cache.dilation))
+        dx_parts.append(ops.col2im(w.reshape(oc, -1).T @ d, x[part].shape, (kh, kw), cache.stride, cache.padding,
+                                   cache.dilation))
     return _join(dx_parts), dw.reshape(w.shape)
 
 
@@ -176,11 +210,11 @@ def conv_transpose2d_forward(x, w, b, cache):
     c_in, c_out, kh, kw = w.shape
     h, wd = x.shape[2:]
     w_mat = w.reshape(c_in, c_out * kh * kw)
-    parts = []
+    ops, parts = _columns(x), []
     for part in batch_chunks(x, c_out * kh * kw * h * wd * x.itemsize):
-        dcols = w_mat.T @ channels_first(x[part])  # (C_out*KH*KW, nb*H*W)
-        parts.append(col2im(dcols, (part.stop - part.start, c_out) + tuple(cache.out_size), (kh, kw), cache.stride,
-                            cache.padding, cache.dilation, out_size=(h, wd)))
+        dcols = w_mat.T @ ops.channels_first(x[part])  # (C_out*KH*KW, nb*H*W)
+        parts.append(ops.col2im(dcols, (part.stop - part.start, c_out) + tuple(cache.out_size), (kh, kw),
+                                cache.stride, cache.padding, cache.dilation, out_size=(h, wd)))
     out = _join(parts)
     if b is not None:
         out += b[:, None, None]
@@ -204,16 +238,18 @@ def _grads_from_dout_columns(dout, x, w_mat, kernel_size, stride, padding, dilat
         dx = w_mat @ dcols          (C^T's gradient is C)
         dW = x @ dcols.T            (conv_weight_grad, roles of input and output swapped)
 
-    With stride 1, on wide columns of dout, by blocks of rows (``_grads_wide``).
+    With stride 1, on wide columns of dout, by blocks of rows (``_grads_wide``),
+    unless the CUDA kernels run.
     """
     n, c, h, wd = x.shape
-    if stride == (1, 1) and _use_wide(wd, dout.shape[3] + 2 * padding[1]):
+    ops = _columns(x)
+    if ops is ARRAY_COLUMNS and stride == (1, 1) and _use_wide(wd, dout.shape[3] + 2 * padding[1]):
         return _grads_wide(dout, x, w_mat, kernel_size, padding, dilation)
     dw, dx = 0, array_module(x).empty(x.shape, dtype=x.dtype)
     for part in batch_chunks(x, w_mat.shape[1] * h * wd * x.itemsize):
-        dcols = im2col(dout[part], kernel_size, stride, padding, dilation, out_size=(h, wd))
-        dw = dw + conv_weight_grad(channels_first(x[part]), dcols)
-        batch_first(w_mat @ dcols, dx[part])
+        dcols = ops.im2col(dout[part], kernel_size, stride, padding, dilation, out_size=(h, wd))
+        dw = dw + conv_weight_grad(ops.channels_first(x[part]), dcols)
+        ops.batch_first(w_mat @ dcols, dx[part])
     return dx, dw
 
 

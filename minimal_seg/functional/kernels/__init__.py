@@ -36,7 +36,7 @@ __all__ = ["kernels_enabled", "use_kernels", "set_kernels", "launch", "register_
 
 KERNELS_ENV_VAR = "MINIMAL_SEG_CUDA_KERNELS"
 BLOCK = 256  # threads per block: a multiple of the warp size (32) that every NVIDIA GPU runs well
-_MAX_THREADS = 2**31 - 1  # the kernels index with int
+_MAX_THREADS = 2**31 - 1  # the kernels index threads and array elements with int
 
 _enabled = os.environ.get(KERNELS_ENV_VAR, "1").strip() not in ("0", "false", "no", "off")
 _factories = {}  # array module name -> factory(source, name) -> kernel(grid, block, args)
@@ -118,4 +118,7 @@ def launch(source, name, n_threads, args, like):
     for a in args:
         if hasattr(a, "flags") and getattr(a, "ndim", 0) and not a.flags.c_contiguous:
             raise ValueError(f"{name}: array arguments must be C-contiguous")
+        if getattr(a, "ndim", 0) and a.size > _MAX_THREADS:
+            raise ValueError(f"{name}: an array of {a.size} elements does not fit the kernels' int index "
+                             f"(at most {_MAX_THREADS})")
     kernel(((n_threads + BLOCK - 1) // BLOCK,), (BLOCK,), tuple(args))
