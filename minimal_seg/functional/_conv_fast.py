@@ -4,7 +4,7 @@ Tested equal to ``method="reference"`` over the whole option grid
 (``tests/test_conv.py``). Every function here takes the options as pairs,
 already checked by ``conv.py``, and the cache the dispatcher started
 (x, w, stride, padding, dilation, out_size, has_bias); the forward adds
-``path`` and ``cols``. Five ideas, each a few lines:
+``path`` and ``cols``. Four ideas, each a few lines:
 
 **Chunks.** The columns are built a chunk of images at a time
 (``_im2col_budget``): within the im2col budget, and on a CPU small enough
@@ -40,20 +40,17 @@ are still in the cache.
 columns would be: out[n] = W @ x[n] is one batched GEMM (``matmul``) that
 writes the output in its final layout, and so are both gradients.
 
-**Winograd where it wins.** A 3x3, stride-1 conv with at least
-WINOGRAD_MIN_CHANNELS input channels on output maps of at most
-WINOGRAD_MAX_PIXELS pixels runs by Winograd's F(2x2, 3x3) (``_winograd``,
-2.25x fewer multiplications), on a CPU: measured 0.76-0.88x the time of
-im2col there (forward + backward, U-Net shapes, one thread), and 1.1-6x
-on larger maps or fewer channels, where its transforms cost more than the
-multiplications they save (docs/concepts/winograd.md).
+(Winograd's F(2x2, 3x3), ``method="winograd"``, is not among them: with
+OpenBLAS's own kernels it made the U-Net training step slower, 77.5 against
+72.7 ms on one thread and 84 against 69 ms on two; see
+docs/concepts/winograd.md.)
 
 **CUDA kernels on a GPU.** Where ``kernels.kernels_enabled(x)`` (CuPy, unless
 switched off), im2col, col2im and the two layout moves are one launch each
 (``kernels/im2col.py``) instead of one per kernel offset, so every conv is
 im2col + one GEMM + batch_first, a chunk at a time, and its backward one
 im2col, the dW GEMM, one GEMM and col2im. The CPU shortcuts above (wide
-columns, Winograd, the backward from the columns of dout) are not taken
+columns, the backward from the columns of dout) are not taken
 there; the 1x1 one is. The forward keeps no columns for the backward, which
 rebuilds them (one launch) rather than hold K*N*L values per layer until then.
 """
@@ -61,15 +58,12 @@ from __future__ import annotations
 
 from typing import Callable, NamedTuple
 
-from ..backend import array_module, is_device_array
-from . import _winograd
-from ._im2col_budget import batch_chunks, get_im2col_budget, row_blocks
+from ..backend import array_module
+from ._im2col_budget import batch_chunks, row_blocks
 from .im2col import batch_first, channels_first, col2im, conv_weight_grad, im2col, pad_channels_first
 from .kernels import im2col as cuda
 from .kernels import kernels_enabled
 
-WINOGRAD_MIN_CHANNELS = 32  # Winograd in "fast": C >= 32 and OH*OW <= 16*16 (measured, see above)
-WINOGRAD_MAX_PIXELS = 16 * 16
 MIN_WIDE_FILL = 0.85  # wide columns only where OW >= 0.85 Wp (64x64: 0.97, 16x16: 0.89, 8x8: 0.8 -> im2col)
 
 
@@ -108,10 +102,7 @@ def conv2d_forward(x, w, b, cache):
             out += b[:, None]
         return out.reshape(n, oc, h, wd)
     ops = _columns(x)
-    shortcuts = ops is ARRAY_COLUMNS  # wide columns and Winograd: not with the CUDA kernels
-    if shortcuts and _use_winograd(x, w.shape, cache):
-        cache.path = "winograd"
-        return _winograd.conv2d_forward(x, w, b, cache)
+    shortcuts = ops is ARRAY_COLUMNS  # wide columns: not with the CUDA kernels
     out = xp.empty((n, oc, oh, ow), dtype=x.dtype)
     if shortcuts and cache.stride == (1, 1) and _use_wide(ow, wd + 2 * cache.padding[1]):
         cache.path = "wide"
@@ -135,8 +126,6 @@ def conv2d_backward(dout, cache):
     n = x.shape[0]
     if cache.path == "pointwise":
         return _pointwise_backward(dout, x, w)
-    if cache.path == "winograd":
-        return _winograd.conv2d_backward(dout, cache)
     ops = _columns(x)
     flip = _flip_padding(w.shape, cache) if ops is ARRAY_COLUMNS else None
     if flip is not None:
@@ -154,18 +143,6 @@ def conv2d_backward(dout, cache):
         dx_parts.append(ops.col2im(w.reshape(oc, -1).T @ d, x[part].shape, (kh, kw), cache.stride, cache.padding,
                                    cache.dilation))
     return _join(dx_parts), dw.reshape(w.shape)
-
-
-def _use_winograd(x, w_shape, cache):
-    """Winograd F(2x2, 3x3) where it was measured faster: a CPU, 3x3 stride 1, C >= 32, OH*OW <= 16*16.
-
-    Its transformed input (16 rows of C x tiles) must also fit the im2col budget.
-    """
-    oh, ow = cache.out_size
-    tiles = x.shape[0] * ((oh + 1) // 2) * ((ow + 1) // 2)
-    return (not is_device_array(x) and _winograd.applies(w_shape, cache.stride, cache.dilation)
-            and w_shape[1] >= WINOGRAD_MIN_CHANNELS and oh * ow <= WINOGRAD_MAX_PIXELS
-            and 16 * w_shape[1] * tiles * x.itemsize <= get_im2col_budget())
 
 
 def _is_pointwise(w_shape, cache):
