@@ -1,0 +1,89 @@
+"""In which precision each side computes, and torch timed both ways, so a GPU comparison is like for like.
+
+On an NVIDIA GPU since Ampere, float32 matrix products can run on tensor
+cores in TF32: inputs rounded to a 10-bit mantissa (float32 has 23), sums
+kept in float32. torch does this for convolutions by default
+(``torch.backends.cudnn.allow_tf32 = True``; matmuls: ``torch.backends.cuda.
+matmul.allow_tf32``, False by default); CuPy, and so minimal_seg, runs FP32
+unless asked (``backend.set_tf32``, ``--tf32``, ``CUPY_TF32=1``).
+
+With ``--backend cupy`` the bench therefore states both sides' precision in
+its header and times torch twice: as it comes ("torch") and with both TF32
+flags off ("torch_fp32", restored afterwards). On a CPU there is no TF32 on
+either side: nothing is timed twice and the header is unchanged.
+"""
+from __future__ import annotations
+
+import contextlib
+
+from .. import backend
+
+TORCH_TF32_FLAGS = ("cuda.matmul.allow_tf32", "cudnn.allow_tf32")
+
+
+def _flag_owner(torch, flag):
+    """(object, attribute) of ``torch.backends.<flag>``."""
+    path, name = flag.rsplit(".", 1)
+    owner = torch.backends
+    for part in path.split("."):
+        owner = getattr(owner, part)
+    return owner, name
+
+
+def torch_tf32_flags(torch) -> dict:
+    """{"cuda.matmul.allow_tf32": bool, "cudnn.allow_tf32": bool}: torch's TF32 switches as they are now."""
+    return {flag: bool(getattr(*_flag_owner(torch, flag))) for flag in TORCH_TF32_FLAGS}
+
+
+@contextlib.contextmanager
+def torch_fp32(torch):
+    """``with torch_fp32(torch):`` turns both TF32 flags off for a block and restores them after."""
+    before = torch_tf32_flags(torch)
+    try:
+        for flag in TORCH_TF32_FLAGS:
+            setattr(*_flag_owner(torch, flag), False)
+        yield
+    finally:
+        for flag, value in before.items():
+            setattr(*_flag_owner(torch, flag), value)
+
+
+def torch_modes(backend_name, torch) -> dict:
+    """``timing.interleaved``'s ``modes``: torch once more with TF32 off, on the GPU only ({} on a CPU)."""
+    if backend_name != "cupy" or torch is None:
+        return {}
+    return {"torch_fp32": ("torch", lambda: torch_fp32(torch))}
+
+
+def precision_record(backend_name, torch) -> dict | None:
+    """What each side computes in (None on a CPU)::
+
+        {"ours": "FP32" or "TF32" (read back from CuPy), "ours_tf32_setting": True / False / None,
+         "torch_default": {"cuda.matmul.allow_tf32": ..., "cudnn.allow_tf32": ...} or None,
+         "torch_fp32": {both False} or None}
+    """
+    if backend_name != "cupy":
+        return None
+    flags = None if torch is None else torch_tf32_flags(torch)
+    return {"ours": backend.matmul_precision("cupy"), "ours_tf32_setting": backend.tf32_setting(),
+            "torch_default": flags, "torch_fp32": None if torch is None else dict.fromkeys(TORCH_TF32_FLAGS, False)}
+
+
+def torch_label(flags) -> str:
+    """"convs TF32, matmuls FP32" from torch's two flags."""
+    return (f"convs {'TF32' if flags['cudnn.allow_tf32'] else 'FP32'}, "
+            f"matmuls {'TF32' if flags['cuda.matmul.allow_tf32'] else 'FP32'}")
+
+
+def precision_lines(record) -> list:
+    """The header lines about precision ([] on a CPU)."""
+    if record is None:
+        return []
+    setting = {True: "backend.set_tf32(True)", False: "backend.set_tf32(False)",
+               None: "CuPy's default, CUPY_TF32"}[record["ours_tf32_setting"]]
+    lines = [f"precision: ours {record['ours']} (float32 matmuls and convs; {setting})"]
+    if record["torch_default"] is not None:
+        flags = ", ".join(f"{k}={v}" for k, v in record["torch_default"].items())
+        lines.append(f"precision: torch = torch as it comes, {torch_label(record['torch_default'])} ({flags}); "
+                     f"torch32 = torch with both flags False (FP32), restored after")
+    return lines
