@@ -80,7 +80,7 @@ def precision_lines(record) -> list:
     if record is None:
         return []
     setting = {True: "backend.set_tf32(True)", False: "backend.set_tf32(False)",
-               None: "CuPy's default, CUPY_TF32"}[record["ours_tf32_setting"]]
+               None: "CuPy's default: FP32 unless CUPY_TF32=1"}[record["ours_tf32_setting"]]
     lines = [f"precision: ours {record['ours']} (float32 matmuls and convs; {setting})"]
     if record["torch_default"] is not None:
         flags = ", ".join(f"{k}={v}" for k, v in record["torch_default"].items())
