@@ -81,7 +81,7 @@ def precision_lines(record) -> list:
         return []
     setting = {True: "backend.set_tf32(True)", False: "backend.set_tf32(False)",
                None: "CuPy's default: FP32 unless CUPY_TF32=1"}[record["ours_tf32_setting"]]
-    lines = [f"precision: ours {record['ours']} (float32 matmuls and convs; {setting})"]
+    lines = [f"precision: ours {record['ours']} (float32 matmuls, so convs and the bare GEMMs too; {setting})"]
     if record["torch_default"] is not None:
         flags = ", ".join(f"{k}={v}" for k, v in record["torch_default"].items())
         lines.append(f"precision: torch = torch as it comes, {torch_label(record['torch_default'])} ({flags}); "
