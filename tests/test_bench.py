@@ -345,11 +345,12 @@ def test_torch_fp32_turns_both_flags_off_and_restores_them_even_after_an_error()
 
 
 def test_the_real_torch_flags_are_restored():
+    """Both flags, and (newer torch) the fp32_precision strings they write through, exactly as they were."""
     torch = pytest.importorskip("torch")
-    before = precision.torch_tf32_flags(torch)
+    before = precision.torch_tf32_flags(torch), precision.torch_fp32_precisions(torch)
     with precision.torch_fp32(torch):
         assert not any(precision.torch_tf32_flags(torch).values())
-    assert precision.torch_tf32_flags(torch) == before
+    assert (precision.torch_tf32_flags(torch), precision.torch_fp32_precisions(torch)) == before
 
 
 def test_torch_is_timed_twice_on_a_gpu_only():

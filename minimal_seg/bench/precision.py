@@ -19,15 +19,30 @@ import contextlib
 from .. import backend
 
 TORCH_TF32_FLAGS = ("cuda.matmul.allow_tf32", "cudnn.allow_tf32")
+# Newer torch (2.9+) keeps the same choice as strings ("ieee", "tf32", "none": inherit) that the flags above
+# write through; they are saved and put back too, so that torch is left exactly as it was.
+TORCH_FP32_PRECISIONS = ("fp32_precision", "cuda.matmul.fp32_precision", "cudnn.fp32_precision",
+                         "cudnn.conv.fp32_precision", "cudnn.rnn.fp32_precision")
 
 
 def _flag_owner(torch, flag):
     """(object, attribute) of ``torch.backends.<flag>``."""
-    path, name = flag.rsplit(".", 1)
+    path, _, name = flag.rpartition(".")
     owner = torch.backends
-    for part in path.split("."):
+    for part in filter(None, path.split(".")):
         owner = getattr(owner, part)
     return owner, name
+
+
+def torch_fp32_precisions(torch) -> dict:
+    """torch's ``fp32_precision`` strings where this torch has them ({} before 2.9)."""
+    found = {}
+    for setting in TORCH_FP32_PRECISIONS:
+        try:
+            found[setting] = getattr(*_flag_owner(torch, setting))
+        except AttributeError:
+            pass
+    return found
 
 
 def torch_tf32_flags(torch) -> dict:
@@ -38,14 +53,14 @@ def torch_tf32_flags(torch) -> dict:
 @contextlib.contextmanager
 def torch_fp32(torch):
     """``with torch_fp32(torch):`` turns both TF32 flags off for a block and restores them after."""
-    before = torch_tf32_flags(torch)
+    before, precisions = torch_tf32_flags(torch), torch_fp32_precisions(torch)
     try:
         for flag in TORCH_TF32_FLAGS:
             setattr(*_flag_owner(torch, flag), False)
         yield
     finally:
-        for flag, value in before.items():
-            setattr(*_flag_owner(torch, flag), value)
+        for setting, value in [*before.items(), *precisions.items()]:
+            setattr(*_flag_owner(torch, setting), value)
 
 
 def torch_modes(backend_name, torch) -> dict:
@@ -60,13 +75,15 @@ def precision_record(backend_name, torch) -> dict | None:
 
         {"ours": "FP32" or "TF32" (read back from CuPy), "ours_tf32_setting": True / False / None,
          "torch_default": {"cuda.matmul.allow_tf32": ..., "cudnn.allow_tf32": ...} or None,
+         "torch_fp32_precision": torch's fp32_precision strings (newer torch) or None,
          "torch_fp32": {both False} or None}
     """
     if backend_name != "cupy":
         return None
     flags = None if torch is None else torch_tf32_flags(torch)
     return {"ours": backend.matmul_precision("cupy"), "ours_tf32_setting": backend.tf32_setting(),
-            "torch_default": flags, "torch_fp32": None if torch is None else dict.fromkeys(TORCH_TF32_FLAGS, False)}
+            "torch_default": flags, "torch_fp32_precision": None if torch is None else torch_fp32_precisions(torch),
+            "torch_fp32": None if torch is None else dict.fromkeys(TORCH_TF32_FLAGS, False)}
 
 
 def torch_label(flags) -> str:
