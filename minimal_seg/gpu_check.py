@@ -4,8 +4,10 @@
 the repository, on a machine with an NVIDIA GPU and CuPy. Each step is a
 subprocess with a time limit; its output goes to ``DIR/STEP.log``::
 
-    tests-xp     the test suite (notebooks left out): the ``xp`` fixture runs
-                 every backend test on numpy, strict and cupy
+    kernels      the CUDA kernel tests (tests/test_kernels*.py): the ``xp``
+                 fixture runs each kernel on cupy against its reference
+    tests-xp     the test suite (notebooks and the kernel tests left out): the
+                 ``xp`` fixture runs every backend test on numpy, strict and cupy
     tests-cupy   the suite again with MINIMAL_SEG_BACKEND=cupy: everything on
                  the GPU, as a student with a GPU runs it
     gradcheck    float64 gradient check of every op, on CuPy
@@ -13,15 +15,18 @@ subprocess with a time limit; its output goes to ``DIR/STEP.log``::
     compare      every architecture for one epoch, on CuPy
     evaluate     the trained checkpoint, with the dense CRF
     predict      the trained checkpoint on a picture file
-    bench        the benchmark, on CuPy
+    bench        the benchmark, on CuPy: both sides' precision, torch timed
+                 as it comes and in FP32, issue #11's targets
 
 It writes ``summary.json`` and ``summary.md`` (device, driver, CUDA, CuPy,
-NumPy and Python versions, the commit, passed/failed and seconds per step)
-next to the logs, prints the summary last, and exits 1 if any step failed.
-The whole run is given a time budget (``--budget``, 470 s by default, to
-stay under 8 minutes); a step that would start after it is spent fails as
-"not run". Without a usable GPU it prints one line and exits 0, running
-nothing.
+NumPy and Python versions, the commit, passed/failed and seconds per step,
+and the targets: the bench's, and FCN-32s' epoch against U-Net's from
+compare) next to the logs, prints the summary last, and exits 1 if any step
+failed. The whole run is given a time budget (``--budget``, 470 s by
+default, so that it fits a 10-minute slot with the machine's start-up); a
+step that would start after it is spent fails as "not run". ``--steps``
+runs only some steps (e.g. ``--steps kernels bench``). Without a usable GPU
+it prints one line and exits 0, running nothing.
 """
 from __future__ import annotations
 
@@ -55,23 +60,36 @@ class Step:
     needs: str | None = None
 
 
-def _pytest(out: pathlib.Path, name: str) -> list:
-    """The test-suite command: notebooks left out, parallel when pytest-xdist is installed, a JUnit record."""
+STEP_NAMES = ("kernels", "tests-xp", "tests-cupy", "gradcheck", "train", "compare", "evaluate", "predict", "bench")
+
+
+def kernel_test_files() -> list:
+    """tests/test_kernels*.py: the CUDA kernels against their array-module references."""
+    return sorted(str(p) for p in (ROOT / "tests").glob("test_kernels*.py"))
+
+
+def _pytest(out: pathlib.Path, name: str, paths=None, ignore=()) -> list:
+    """The test-suite command (``paths``, default all of tests/): notebooks and ``ignore`` left out, parallel
+    when pytest-xdist is installed, a JUnit record."""
     workers = ["-n", str(min(12, os.cpu_count() or 1))] if importlib.util.find_spec("xdist") else []
+    skipped = [str(ROOT / "tests" / "test_notebooks.py"), *ignore]
     return [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *workers,
-            f"--ignore={ROOT / 'tests' / 'test_notebooks.py'}", f"--junitxml={out / (name + '.xml')}",
-            str(ROOT / "tests")]
+            *(f"--ignore={path}" for path in skipped), f"--junitxml={out / (name + '.xml')}",
+            *(paths or [str(ROOT / "tests")])]
 
 
 ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # per test worker
 
 
 def default_steps(out: pathlib.Path) -> list:
-    """The eight checks of the module docstring, with their time limits (seconds)."""
+    """The nine checks of the module docstring (``STEP_NAMES``), with their time limits (seconds)."""
     cli = [sys.executable, "-m", "minimal_seg"]
     checkpoint = str(out / "train" / "checkpoint.npz")
+    kernels = kernel_test_files()
     return [
-        Step("tests-xp", _pytest(out, "tests-xp"), 150, {"MINIMAL_SEG_BACKEND": "numpy", **ONE_THREAD}),
+        Step("kernels", _pytest(out, "kernels", kernels), 60, {"MINIMAL_SEG_BACKEND": "numpy", **ONE_THREAD}),
+        Step("tests-xp", _pytest(out, "tests-xp", ignore=kernels), 150,
+             {"MINIMAL_SEG_BACKEND": "numpy", **ONE_THREAD}),
         Step("tests-cupy", _pytest(out, "tests-cupy"), 150, {"MINIMAL_SEG_BACKEND": "cupy", **ONE_THREAD}),
         Step("gradcheck", cli + ["gradcheck", "--backend", "cupy"], 60),
         Step("train", cli + ["train", "--backend", "cupy", "--no-progress", "--out", str(out / "train")], 90),
@@ -156,8 +174,30 @@ def device_info() -> dict:
     }
 
 
-def summary_text(info: dict, results: list, out: pathlib.Path) -> str:
-    """The summary: the machine, one table row per step, and the verdict."""
+def gathered_targets(out: pathlib.Path, results: dict) -> list:
+    """Issue #11's targets from this run's outputs: the bench's (``bench/bench.json``), and FCN-32s' epoch
+    against U-Net's from compare's seconds per epoch (``compare/compare.json``); only from steps that
+    passed in this run (``results``: {step: record}), so an old file in ``out`` is never read."""
+    from .bench.targets import epoch_check
+
+    def passed(name):
+        return results.get(name, {}).get("result") == "passed"
+
+    checks = []
+    bench_json, compare_json = out / "bench" / "bench.json", out / "compare" / "compare.json"
+    if passed("bench") and bench_json.exists():
+        checks += [c for c in json.loads(bench_json.read_text()).get("targets", []) if c["met"] is not None]
+    if passed("compare") and compare_json.exists():
+        rows = json.loads(compare_json.read_text())["rows"]
+        checks += [{**c, "measure": c["measure"] + " (compare, one epoch each)"}
+                   for c in epoch_check({r["model"]: r["seconds_per_epoch"] for r in rows})]
+    return checks
+
+
+def summary_text(info: dict, results: list, out: pathlib.Path, targets=()) -> str:
+    """The summary: the machine, one table row per step, the verdict, and the targets of this run."""
+    from .bench.targets import format_targets
+
     failed = [r["step"] for r in results if r["result"] != "passed"]
     lines = [
         f"# minimal_seg gpu-check, {info['date']}",
@@ -172,6 +212,8 @@ def summary_text(info: dict, results: list, out: pathlib.Path) -> str:
         f"{len(results) - len(failed)} of {len(results)} steps passed"
         + (f"; FAILED: {', '.join(failed)}" if failed else "") + f". Logs and summary.json in {out}/",
     ]
+    if targets:
+        lines += ["", "```", format_targets(list(targets), "#11, GPU"), "```"]
     return "\n".join(lines)
 
 
@@ -192,6 +234,8 @@ def add_arguments(parser: argparse.ArgumentParser):
                                                                "(default runs/gpu-check)")
     parser.add_argument("--budget", type=float, default=470.0,
                         help="seconds for the whole run (default 470); later steps are not run once it is spent")
+    parser.add_argument("--steps", nargs="+", choices=STEP_NAMES, default=None, metavar="STEP",
+                        help=f"run only these steps (default: all of {', '.join(STEP_NAMES)})")
 
 
 def run(args) -> int:
@@ -207,14 +251,16 @@ def run(args) -> int:
     _write_picture(out / "picture.png")
     deadline = time.perf_counter() + args.budget
     results = {}
-    for step in default_steps(out):
+    for step in [s for s in default_steps(out) if not getattr(args, "steps", None) or s.name in args.steps]:
         print(f"gpu-check: {step.name} ...", flush=True)
         results[step.name] = run_step(step, out, deadline - time.perf_counter(), results)
         print(f"gpu-check: {step.name} {results[step.name]['result']} ({results[step.name]['seconds']:.0f} s)",
               flush=True)
     records = list(results.values())
-    text = summary_text(info, records, out)
-    (out / "summary.json").write_text(json.dumps({"machine": info, "steps": records}, indent=2) + "\n")
+    targets = gathered_targets(out, results)
+    text = summary_text(info, records, out, targets)
+    (out / "summary.json").write_text(json.dumps({"machine": info, "steps": records, "targets": targets},
+                                                 indent=2) + "\n")
     (out / "summary.md").write_text(text + "\n")
     print(text)
     return 0 if all(r["result"] == "passed" for r in records) else 1

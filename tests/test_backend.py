@@ -125,3 +125,86 @@ def test_register_backend_keeps_the_built_in_names():
         backend.register_backend("cupy", np)
     with pytest.raises(ValueError, match="strict"):
         backend.set_backend("tpu")
+
+
+# ------------------------------------------------------------------ TF32 (a fake CuPy: tests/fake_cupy.py)
+
+import sys  # noqa: E402
+
+from fake_cupy import install as install_fake_cupy  # noqa: E402
+
+F32 = np.dtype(np.float32)
+
+
+@pytest.fixture
+def tf32_state(monkeypatch):
+    """A clean TF32 setting, no CuPy loaded; whatever a test changes is undone."""
+    monkeypatch.setattr(backend, "_tf32", None)
+    monkeypatch.setattr(backend, "_tf32_applied", None)
+    for name in ("cupy", "cupy._core", "cupy._core._routines_linalg"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.delenv("CUPY_TF32", raising=False)
+    return monkeypatch
+
+
+def test_set_tf32_sets_cupys_matmul_compute_type_and_use_tf32_restores_it(tf32_state):
+    linalg = install_fake_cupy(tf32_state)
+    assert backend.matmul_precision("cupy") == "FP32" and linalg.calls == []  # CuPy's own default, untouched
+    assert backend.set_tf32(True) is None
+    assert linalg.calls == [(F32, linalg.COMPUTE_TYPE_TF32)] and backend.matmul_precision("cupy") == "TF32"
+    backend.set_tf32(True)
+    assert len(linalg.calls) == 1  # handed to CuPy once per change
+    with backend.use_tf32(False):
+        assert linalg.calls[-1] == (F32, linalg.COMPUTE_TYPE_DEFAULT) and backend.matmul_precision("cupy") == "FP32"
+    assert linalg.calls[-1] == (F32, linalg.COMPUTE_TYPE_TF32) and backend.tf32_setting() is True
+    backend.set_tf32(None)  # back to CuPy's choice: TBD, and CuPy reads CUPY_TF32 lazily
+    assert linalg.calls[-1] == (F32, linalg.COMPUTE_TYPE_TBD)
+    tf32_state.setenv("CUPY_TF32", "1")
+    assert backend.matmul_precision("cupy") == "TF32"  # reported as it runs, whoever asked for it
+    assert backend.matmul_precision("numpy") == "FP32"
+
+
+def test_tf32_reaches_cupy_when_it_is_first_used(tf32_state):
+    backend.set_tf32(True)  # CuPy not loaded: nothing to hand it to yet
+    linalg = install_fake_cupy(tf32_state)
+    assert linalg.calls == []
+    with backend.use_backend("cupy"):
+        assert linalg.calls == [(F32, linalg.COMPUTE_TYPE_TF32)]
+    tf32_state.setattr(backend, "_tf32_applied", None)  # as in a process that never called set_backend
+    linalg.calls.clear()
+    device_array = type("ndarray", (), {"__module__": "cupy"})()
+    assert backend.array_module(device_array) is sys.modules["cupy"]
+    assert linalg.calls == [(F32, linalg.COMPUTE_TYPE_TF32)]  # before the first op on a CuPy array
+
+
+def test_an_older_gpu_keeps_fp32_and_the_report_says_so(tf32_state):
+    install_fake_cupy(tf32_state, capability=75)
+    with pytest.warns(UserWarning, match="compute capability 8.0"):
+        backend.set_tf32(True)
+    assert backend.matmul_precision("cupy") == "FP32"
+
+
+def test_tf32_has_no_effect_on_numpy(tf32_state):
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((64, 300), dtype=np.float32), rng.standard_normal((300, 32), dtype=np.float32)
+    plain = a @ b
+    with backend.use_tf32(True):
+        assert backend.tf32_setting() is True and backend.matmul_precision("numpy") == "FP32"
+        np.testing.assert_array_equal(a @ b, plain)
+        assert "cupy" not in sys.modules  # the switch does not load CuPy
+    assert backend.tf32_setting() is None
+    with pytest.raises(TypeError, match="True, False or None"):
+        backend.set_tf32("yes")
+
+
+def test_tf32_env_variable():
+    import subprocess
+
+    code = "import minimal_seg.backend as b; print(b.tf32_setting(), b.matmul_precision('numpy'))"
+    for value, expected in (("1", "True FP32"), ("0", "False FP32"), ("", "None FP32")):
+        out = subprocess.run([sys.executable, "-c", code], env={"MINIMAL_SEG_TF32": value, "PATH": ""},
+                             capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == expected
+    bad = subprocess.run([sys.executable, "-c", code], env={"MINIMAL_SEG_TF32": "yes", "PATH": ""},
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "MINIMAL_SEG_TF32 must be 1 (TF32), 0 (FP32) or unset" in bad.stderr

@@ -316,3 +316,202 @@ def test_targets_are_the_issue_s_and_judged_one_by_one():
     text = format_targets(missed)
     assert text.count("NOT met") == 5 and "1.70 <= 1.6" in text
     assert "none can be judged" in format_targets(check_targets({"ops": [], "training": []}))
+
+
+# ---- precision on a GPU: torch timed both ways, flags restored; issue #11's targets --------------
+
+import types  # noqa: E402
+
+from minimal_seg.bench import precision  # noqa: E402
+from minimal_seg.bench.targets import check_targets, epoch_check, format_targets  # noqa: E402
+from minimal_seg.bench.timing import interleaved  # noqa: E402
+
+
+def _fake_torch(matmul=False, cudnn=True):
+    """Just torch's two TF32 flags (torch's defaults unless told)."""
+    return types.SimpleNamespace(backends=types.SimpleNamespace(
+        cuda=types.SimpleNamespace(matmul=types.SimpleNamespace(allow_tf32=matmul)),
+        cudnn=types.SimpleNamespace(allow_tf32=cudnn)))
+
+
+def test_torch_fp32_turns_both_flags_off_and_restores_them_even_after_an_error():
+    torch = _fake_torch(matmul=True, cudnn=True)
+    with precision.torch_fp32(torch):
+        assert precision.torch_tf32_flags(torch) == {"cuda.matmul.allow_tf32": False, "cudnn.allow_tf32": False}
+    assert precision.torch_tf32_flags(torch) == {"cuda.matmul.allow_tf32": True, "cudnn.allow_tf32": True}
+    with pytest.raises(ZeroDivisionError), precision.torch_fp32(torch):
+        1 / 0
+    assert torch.backends.cudnn.allow_tf32 is True and torch.backends.cuda.matmul.allow_tf32 is True
+
+
+def test_the_real_torch_flags_are_restored():
+    """Both flags, and (newer torch) the fp32_precision strings they write through, exactly as they were."""
+    torch = pytest.importorskip("torch")
+    before = precision.torch_tf32_flags(torch), precision.torch_fp32_precisions(torch)
+    with precision.torch_fp32(torch):
+        assert not any(precision.torch_tf32_flags(torch).values())
+    assert (precision.torch_tf32_flags(torch), precision.torch_fp32_precisions(torch)) == before
+
+
+def test_torch_is_timed_twice_on_a_gpu_only():
+    torch = _fake_torch()
+    assert precision.torch_modes("numpy", torch) == {} and precision.torch_modes("cupy", None) == {}
+    assert precision.precision_record("numpy", torch) is None and precision.precision_lines(None) == []
+    (source, mode), = precision.torch_modes("cupy", torch).values()
+    assert source == "torch"
+    with mode():
+        assert not torch.backends.cudnn.allow_tf32
+
+
+def test_interleaved_times_torch_again_inside_its_mode():
+    """Each contender's calls see the flags of its own block; afterwards torch's flags are as they were."""
+    torch = _fake_torch()
+    seen = []
+
+    def record(who):
+        return lambda: seen.append((who, precision.torch_tf32_flags(torch)["cudnn.allow_tf32"]))
+
+    prepared = [{"ours": (record("ours"), None), "torch": (record("torch"), None)}]
+    samples = interleaved(prepared, repeats=2, warmup=1, sync=lambda: None, settle=0,
+                          modes=precision.torch_modes("cupy", torch))[0]
+    assert sorted(samples) == ["ours_fwd", "torch_fp32_fwd", "torch_fwd"]
+    assert all(len(v) == 2 for v in samples.values())
+    # per repeat: ours (wake-up + timed), torch as it comes (TF32 on), then the same torch calls with TF32 off
+    assert seen[:6] == [("ours", True)] * 2 + [("torch", True)] * 2 + [("torch", False)] * 2
+    assert len(seen) == 3 * 6 and torch.backends.cudnn.allow_tf32 is True
+
+
+def test_gpu_report_states_precision_and_both_torch_ratios(monkeypatch):
+    """A CPU run with torch timed twice as on a GPU (real torch, its CPU flags), reported as a GPU run."""
+    torch = pytest.importorskip("torch")
+    from minimal_seg.bench import main
+
+    monkeypatch.setattr(main, "torch_modes", lambda name, t: precision.torch_modes("cupy", t))
+    result = bench.run("numpy", quick=True, repeats=1, warmup=0, settle=0, json_path=None, png_path=None,
+                       stream=io.StringIO())
+    assert all("torch_fp32_fwdbwd" in r["ms"] and r["ratios"]["fwdbwd_over_torch_fp32"] > 0 for r in result["ops"])
+    (step,) = result["training"]
+    assert step["torch_fp32_ms"] > 0 and step["ratio_fp32"] == pytest.approx(step["ours_ms"] / step["torch_fp32_ms"])
+    result["machine"]["backend"] = result["settings"]["backend"] = "cupy"
+    result["machine"]["precision"] = {"ours": "FP32", "ours_tf32_setting": None,
+                                      "torch_default": precision.torch_tf32_flags(torch),
+                                      "torch_fp32": dict.fromkeys(precision.TORCH_TF32_FLAGS, False)}
+    result["targets"] = check_targets(result)
+    text = bench.format_report(result)
+    assert "precision: ours FP32" in text and "torch32 = torch with both flags False" in text
+    assert "torch32 f+b" in text and "/torch32" in text and "torch32 ms" in text and "ratio32" in text
+    assert "ours/torch32" in text and "CUDA kernels: on" in text and "targets (#11, GPU):" in text
+    assert "U-Net step, both FP32, ours / torch" in text and "not judged (two trainings" in text
+
+
+def test_a_cpu_report_has_no_precision_columns(tmp_path):
+    text = io.StringIO()
+    bench.run("numpy", quick=True, use_torch=False, repeats=1, warmup=0, settle=0, json_path=None, png_path=None,
+              stream=text)
+    assert "precision" not in text.getvalue() and "torch32" not in text.getvalue()
+    assert "targets (#15)" in text.getvalue()
+
+
+def _gpu_result(ours="FP32", step=1.4, step_fp32=1.4, conv=(1.5, 1.9), pool=1.2, peaks=(600.0, 500.0)):
+    """A made-up --backend cupy run: the step, two U-Net conv rows and one variant, max_pool2d, peak memory."""
+    rows = [{"name": f"conv{i}", "op": "conv2d", "label": f"conv{i}", "ms": {},
+             "ratios": {"fwdbwd_over_torch": 9.0, "fwdbwd_over_torch_fp32": r}} for i, r in enumerate(conv)]
+    rows.append({"name": "stride2", "op": "conv2d", "label": "s2", "ms": {},
+                 "ratios": {"fwdbwd_over_torch": 9.0, "fwdbwd_over_torch_fp32": 99.0}})
+    return {"settings": {"backend": "cupy"}, "machine": {"precision": {"ours": ours}}, "ops": rows,
+            "training": [{"ratio": step, "ratio_fp32": step_fp32, "ours_peak_mib": peaks[0],
+                          "torch_peak_mib": peaks[1]}],
+            "pool_summary": {"max_pool2d": {"total_ratios": {"fwdbwd_over_torch": pool}},
+                             "max_unpool2d": {"total_ratios": {"fwdbwd_over_torch": 99.0}}}}
+
+
+def test_gpu_targets_are_issue_11_s_and_judged_one_by_one():
+    met = check_targets(_gpu_result())
+    judged = [c for c in met if c["met"] is not None]
+    assert [c["target"] for c in judged] == [1.5, 2.5, 2.0, 1.5, 1.5] and all(c["met"] for c in judged)
+    conv = judged[2]
+    assert conv["value"] == 1.9 and "(conv1)" in conv["measure"]  # the worst U-Net shape; the variant left out
+    assert judged[4]["value"] == pytest.approx(1.2)  # peak memory 600 / 500
+    (fcn,) = [c for c in met if c["met"] is None]
+    assert "FCN-32s" in fcn["measure"] and "compare" in fcn["why"]
+    missed = check_targets(_gpu_result(step=2.6, step_fp32=1.6, conv=(2.1, 1.0), pool=1.6, peaks=(800.0, 500.0)))
+    assert [c["met"] for c in missed if c["met"] is not None] == [False] * 5
+    text = format_targets(missed, "#11, GPU")
+    assert text.count("NOT met") == 5 and "2.10 <= 2.0" in text and "1.60 <= 1.5" in text
+
+
+def test_fp32_targets_are_not_judged_when_ours_ran_in_tf32():
+    checks = check_targets(_gpu_result(ours="TF32", step_fp32=1.0, conv=(1.0, 1.0)))
+    fp32 = [c for c in checks if "FP32" in c["measure"]]
+    assert len(fp32) == 2 and all(c["met"] is None and c["why"] == "ours ran in TF32" for c in fp32)
+    either = [c for c in checks if "torch's default" in c["measure"]]
+    assert len(either) == 1 and either[0]["met"] is True and "(TF32)" in either[0]["measure"]
+
+
+def test_the_fcn32s_epoch_target_both_ways():
+    (ok,) = epoch_check({"fcn32s": 9.0, "unet": 5.0, "segnet": 99.0})
+    (bad,) = epoch_check({"fcn32s": 24.5, "unet": 5.0})
+    assert ok["met"] and ok["value"] == pytest.approx(1.8) and not bad["met"] and bad["target"] == 2.0
+    assert epoch_check({"unet": 5.0}) == []
+
+
+def test_no_kernels_runs_the_bench_with_the_kernels_off(monkeypatch):
+    from minimal_seg.bench import main
+    from minimal_seg.functional import kernels
+
+    seen = []
+
+    def stop(*args, **kwargs):
+        inside = kernels.set_kernels(True)  # the setting run made
+        kernels.set_kernels(inside)
+        seen.append(inside)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(main, "time_cases", stop)
+    before = kernels.set_kernels(True)
+    try:
+        for flag in (False, True):
+            with pytest.raises(KeyboardInterrupt):
+                bench.run("numpy", quick=True, use_torch=False, kernels=flag, json_path=None, png_path=None)
+        assert seen == [False, True] and kernels.set_kernels(before) is True  # restored after the run
+    finally:
+        kernels.set_kernels(before)
+
+
+# ---- the command line: --tf32 (CuPy only) and --no-kernels -----------------------------------
+
+import sys  # noqa: E402
+
+from fake_cupy import install as install_fake_cupy  # noqa: E402
+
+from minimal_seg import cli  # noqa: E402
+
+
+@pytest.fixture
+def fresh_switches(monkeypatch):
+    """The backend, the TF32 setting and CuPy's modules as they were, after the test."""
+    for name in ("_current", "_tf32", "_tf32_applied"):
+        monkeypatch.setattr(backend, name, getattr(backend, name))
+    for name in ("cupy", "cupy._core", "cupy._core._routines_linalg"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    return monkeypatch
+
+
+@pytest.mark.parametrize("command", [["bench", "--quick"], ["train", "--epochs", "1"]])
+def test_tf32_flag_is_refused_on_numpy(command, capsys, fresh_switches):
+    fresh_switches.setattr(bench, "run", lambda **kw: pytest.fail("ran"))
+    assert cli.main(command + ["--tf32", "--backend", "numpy"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --tf32 needs --backend cupy") and "always FP32" in err
+    assert backend.tf32_setting() is None
+
+
+def test_bench_flags_reach_the_run_on_a_fake_gpu(fresh_switches, capsys):
+    linalg = install_fake_cupy(fresh_switches)
+    seen = {}
+    fresh_switches.setattr(bench, "run", lambda **kw: seen.update(kw))
+    assert cli.main(["bench", "--backend", "cupy", "--tf32", "--no-kernels", "--out", "x"]) == 0
+    assert linalg.calls == [(np.dtype(np.float32), linalg.COMPUTE_TYPE_TF32)]
+    assert "--tf32: CuPy's float32 matmuls run in TF32" in capsys.readouterr().out
+    assert seen["kernels"] is False and seen["backend_name"] == "cupy" and seen["batch"] is seen["size"] is None
+    assert cli.main(["bench", "--backend", "cupy", "--out", "x"]) == 0 and seen["kernels"] is True

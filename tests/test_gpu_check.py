@@ -94,7 +94,13 @@ def test_junit_counts_go_into_the_detail(tmp_path):
 
 def test_the_default_steps_cover_the_issue():
     steps = {s.name: s for s in gpu_check.default_steps(gpu_check.ROOT / "runs" / "x")}
-    assert list(steps) == ["tests-xp", "tests-cupy", "gradcheck", "train", "compare", "evaluate", "predict", "bench"]
+    assert list(steps) == list(gpu_check.STEP_NAMES) == ["kernels", "tests-xp", "tests-cupy", "gradcheck", "train",
+                                                         "compare", "evaluate", "predict", "bench"]
+    kernel_tests = gpu_check.kernel_test_files()
+    assert any(p.endswith("tests/test_kernels.py") for p in kernel_tests)
+    assert all(p in steps["kernels"].argv for p in kernel_tests)  # run on their own, under the xp fixture
+    assert steps["kernels"].env["MINIMAL_SEG_BACKEND"] == "numpy"
+    assert all(f"--ignore={p}" in steps["tests-xp"].argv for p in kernel_tests)
     assert steps["tests-cupy"].env["MINIMAL_SEG_BACKEND"] == "cupy" and steps["tests-xp"].env["MINIMAL_SEG_BACKEND"] == "numpy"
     assert any("test_notebooks.py" in a for a in steps["tests-xp"].argv)
     assert all(s.argv[s.argv.index("--backend") + 1] == "cupy" for s in steps.values() if "--backend" in s.argv)
@@ -113,3 +119,46 @@ def test_the_picture_for_predict_reads_back_as_a_model_input(tmp_path):
     gpu_check._write_picture(tmp_path / "picture.png")
     picture = np.asarray(matplotlib.image.imread(tmp_path / "picture.png"), dtype=np.float64)
     assert DATASETS["shapes"].image_from_picture(picture, 1).shape == (1, 64, 64)
+
+
+def test_the_budget_fits_the_device_s_ten_minute_command_limit():
+    parser = __import__("argparse").ArgumentParser()
+    gpu_check.add_arguments(parser)
+    assert parser.parse_args([]).budget <= 600 - 90  # room for the machine's start-up and the summary
+
+
+def test_steps_runs_only_the_steps_named(tmp_path, fake_gpu):
+    fake_gpu([Step("kernels", _python("pass"), 30), Step("bench", _python("print('bench ran')"), 30)])
+    assert gpu_check.main(["--out", str(tmp_path), "--steps", "bench"]) == 0
+    steps = json.loads((tmp_path / "summary.json").read_text())["steps"]
+    assert [s["step"] for s in steps] == ["bench"] and "bench ran" in (tmp_path / "bench.log").read_text()
+    with pytest.raises(SystemExit):
+        gpu_check.main(["--steps", "no-such-step"])
+
+
+def _plant_outputs(out):
+    """bench.json with issue #11's targets (one met, one NOT met, one not judged) and compare.json."""
+    (out / "bench").mkdir(parents=True)
+    (out / "compare").mkdir()
+    targets = [{"measure": "U-Net step, ours (FP32) / torch's default", "value": 2.0, "target": 2.5, "met": True},
+               {"measure": "max_pool2d fwd+bwd / torch", "value": 1.7, "target": 1.5, "met": False},
+               {"measure": "FCN-32s epoch / U-Net epoch", "value": None, "target": 2.0, "met": None, "why": "x"}]
+    (out / "bench" / "bench.json").write_text(json.dumps({"targets": targets}))
+    rows = [{"model": "fcn32s", "seconds_per_epoch": 24.5}, {"model": "unet", "seconds_per_epoch": 5.0}]
+    (out / "compare" / "compare.json").write_text(json.dumps({"rows": rows}))
+
+
+def test_the_summary_gathers_the_targets_of_the_steps_that_passed(tmp_path, capsys, fake_gpu):
+    _plant_outputs(tmp_path)
+    fake_gpu([Step("compare", _python("pass"), 30), Step("bench", _python("pass"), 30)])
+    assert gpu_check.main(["--out", str(tmp_path)]) == 0
+    targets = json.loads((tmp_path / "summary.json").read_text())["targets"]
+    assert [(t["measure"].split(" (")[0], t["met"]) for t in targets] == [
+        ("U-Net step, ours", True), ("max_pool2d fwd+bwd / torch", False), ("FCN-32s epoch / U-Net epoch", False)]
+    assert targets[2]["value"] == pytest.approx(4.9) and "compare, one epoch each" in targets[2]["measure"]
+    md = (tmp_path / "summary.md").read_text()
+    assert "targets (#11, GPU):" in md and md.count("NOT met") == 2 and "4.90 <= 2.0" in md
+    fake_gpu([Step("compare", _python("pass"), 30), Step("bench", _python("import sys; sys.exit(1)"), 30)])
+    assert gpu_check.main(["--out", str(tmp_path)]) == 1  # a failed bench: its (old) bench.json is not read
+    targets = json.loads((tmp_path / "summary.json").read_text())["targets"]
+    assert [t["measure"].split(" /")[0] for t in targets] == ["FCN-32s epoch"]

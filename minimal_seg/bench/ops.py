@@ -4,7 +4,8 @@
 - **winograd**: the same with ``method="winograd"`` at every 3x3 stride-1 conv ("fast" takes it
   only where it was measured faster; the totals against ours are in the summary);
 - **torch**: ``torch.nn.functional.conv2d`` (+ autograd backward), if torch
-  is installed (on the GPU with ``--backend cupy``);
+  is installed (on the GPU with ``--backend cupy``, where it is timed twice:
+  as it comes, cuDNN in TF32, and as **torch_fp32**, TF32 off: ``precision.py``);
 - **GEMM**: the bare matrix products an im2col convolution needs, with the
   same FLOPs: forward ``W @ cols``; backward ``dout @ cols.T`` and
   ``W.T @ dout``, on contiguous operands. Each product is timed in both
@@ -26,13 +27,14 @@ from ..functional._im2col_budget import batch_chunks
 from ..functional.conv import conv2d_backward, conv2d_forward, conv_transpose2d_backward, conv_transpose2d_forward
 from ..functional._winograd import applies as winograd_applies
 from .targets import unet_conv_rows
-from .timing import fastest, interleaved
+from .timing import TORCH_RUNS, fastest, interleaved
 
 
-def time_cases(cases, xp, torch, repeats, warmup, sync, rng, settle=0.15):
-    """Median ms of every (who, pass) of every conv case: one row dict per case (see ``timing.interleaved``)."""
+def time_cases(cases, xp, torch, repeats, warmup, sync, rng, settle=0.15, modes=None):
+    """Median ms of every (who, pass) of every conv case: one row dict per case (see ``timing.interleaved``;
+    ``modes``: torch timed once more with TF32 off, ``precision.torch_modes``)."""
     prepared = [case_functions(case, xp, torch, rng, sync) for case in cases]
-    samples = interleaved([fns for fns, _ in prepared], repeats, warmup, sync, settle)
+    samples = interleaved([fns for fns, _ in prepared], repeats, warmup, sync, settle, modes)
     return [_row(case, info, store) for case, (_, info), store in zip(cases, prepared, samples)]
 
 
@@ -146,9 +148,9 @@ def _ratios(ms):
     out = {"fwdbwd_over_gemm_ab": ms["ours_fwdbwd"] / ms["gemm_ab_fwdbwd"]}
     for p in ("fwd", "fwdbwd"):
         out[f"{p}_over_gemm"] = ms[f"ours_{p}"] / ms[f"gemm_{p}"]
-        if f"torch_{p}" in ms:
-            out[f"{p}_over_torch"] = ms[f"ours_{p}"] / ms[f"torch_{p}"]
-            out[f"torch_{p}_over_gemm"] = ms[f"torch_{p}"] / ms[f"gemm_{p}"]
+        for who in (t for t in TORCH_RUNS if f"{t}_{p}" in ms):  # torch's default, and FP32 on a GPU
+            out[f"{p}_over_{who}"] = ms[f"ours_{p}"] / ms[f"{who}_{p}"]
+            out[f"{who}_{p}_over_gemm"] = ms[f"{who}_{p}"] / ms[f"gemm_{p}"]
     return out
 
 

@@ -5,7 +5,8 @@ import numpy
 
 from ..functional._conv_fast import WINOGRAD_MAX_PIXELS, WINOGRAD_MIN_CHANNELS
 from ..machine import env_text
-from .targets import TARGETS, format_targets
+from .precision import precision_lines
+from .targets import GPU_TARGETS, TARGETS, format_targets
 
 
 def _table(rows, columns):
@@ -36,14 +37,21 @@ def format_report(result):
         f"load average at start {tuple(round(v, 2) for v in info.get('load_average_start', ()))}, "
         f"at end {tuple(round(v, 2) for v in info.get('load_average_end', ()))}",
     ]
+    if info["backend"] == "cupy":
+        lines += precision_lines(info.get("precision"))
+        lines.append(f"CUDA kernels: {'on' if result['settings'].get('cuda_kernels', True) else 'off (--no-kernels)'}")
     load = info.get("load_average_start")
     cores = info.get("usable_cpus", info["cpu_count"]) or 1
     if info["backend"] == "numpy" and load and load[0] > 0.5 * cores:
         lines.append(f"WARNING: other processes were running (1-minute load average {load[0]:.1f} on "
                      f"{cores} cores when the bench started): timings are noisy")
-    has_torch = "torch_fwd" in rows[0]["ms"]
-    columns = ["op", "GEMM fwd", "ours fwd", "/GEMM"] + (["torch fwd", "/torch"] if has_torch else [])
-    columns += ["GEMM f+b", "ours f+b", "/GEMM"] + (["torch f+b", "/torch"] if has_torch else [])
+    torches = [(who, name) for who, name in (("torch", "torch"), ("torch_fp32", "torch32"))
+               if f"{who}_fwd" in rows[0]["ms"]]
+    columns = ["op"]
+    for p, head in (("fwd", "fwd"), ("fwdbwd", "f+b")):
+        columns += [f"GEMM {head}", f"ours {head}", "/GEMM"]
+        for _, name in torches:
+            columns += [f"{name} {head}", f"/{name}"]
     columns += ["GFLOP/s"]
     table = []
     names = {"all": "total", "unet_conv2d": "total U-Net conv2d"}
@@ -56,8 +64,8 @@ def format_report(result):
         for p in ("fwd", "fwdbwd"):
             cells += [f"{ms[f'gemm_{p}']:.2f}" if ms else "", f"{ms[f'ours_{p}']:.2f}" if ms else "",
                       f"{ra[f'{p}_over_gemm']:.2f}"]
-            if has_torch:
-                cells += [f"{ms[f'torch_{p}']:.2f}" if ms else "", f"{ra[f'{p}_over_torch']:.2f}"]
+            for who, _ in torches:
+                cells += [f"{ms[f'{who}_{p}']:.2f}" if ms else "", f"{ra[f'{p}_over_{who}']:.2f}"]
         cells.append(f"{r['gemm_gflops_fwdbwd']:.0f}" if "gemm_gflops_fwdbwd" in r else "")
         table.append(cells)
     lines += ["", "times in ms (f+b = forward + backward); GEMM = the bare GEMMs, each in its faster layout; "
@@ -65,8 +73,10 @@ def format_report(result):
     for label, t in totals:
         tr = t["total_ratios"]
         text = f"{label} ({t['cases']} shapes): ours/GEMM fwd+bwd {tr['fwdbwd_over_gemm']:.2f}"
-        if has_torch:
+        if torches:
             text += f", ours/torch {tr['fwdbwd_over_torch']:.2f}, torch/GEMM {tr['torch_fwdbwd_over_gemm']:.2f}"
+        if "fwdbwd_over_torch_fp32" in tr:
+            text += f", ours/torch32 {tr['fwdbwd_over_torch_fp32']:.2f}"
         text += f"; ours/GEMM as written (C = A @ B) {tr['fwdbwd_over_gemm_ab']:.2f}"
         lines.append(text)
     if result.get("pool_ops"):
@@ -78,15 +88,26 @@ def format_report(result):
                      f"({wino['total_fwdbwd_ms']['ours']:.2f} ms; ours takes Winograd where C >= {WINOGRAD_MIN_CHANNELS} "
                      f"on maps of <= {WINOGRAD_MAX_PIXELS} pixels)")
     if result.get("training"):
-        rows_t = [[t["model"], f"{t['batch']}x{t['size']}", _fmt(t.get("ours_ms")), _fmt(t.get("torch_ms")),
-                   _fmt(t.get("ratio")), _fmt(t.get("ours_images_per_s"), 1), _fmt(t.get("torch_images_per_s"), 1),
-                   _fmt(t.get("ours_peak_mib"), 0), _fmt(t.get("torch_peak_mib"), 0)]
-                  for t in result["training"]]
-        lines += ["", "training step", _table(rows_t, ["model", "batch", "ours ms", "torch ms", "ratio",
-                                                      "ours img/s", "torch img/s", "ours MiB", "torch MiB"])]
+        lines += ["", "training step", _training_table(result["training"])]
     if "targets" in result:
-        lines += ["", format_targets(result["targets"])]
+        lines += ["", format_targets(result["targets"], "#11, GPU" if info["backend"] == "cupy" else "#15")]
     return "\n".join(lines)
+
+
+def _training_table(steps):
+    """ours vs torch per step; with torch timed in FP32 too (GPU), its ms and ratio next to the default's."""
+    fp32 = any(t.get("torch_fp32_ms") is not None for t in steps)
+    columns = ["model", "batch", "ours ms", "torch ms", "ratio"] + (["torch32 ms", "ratio32"] if fp32 else [])
+    columns += ["ours img/s", "torch img/s", "ours MiB", "torch MiB"]
+    rows = []
+    for t in steps:
+        cells = [t["model"], f"{t['batch']}x{t['size']}", _fmt(t.get("ours_ms")), _fmt(t.get("torch_ms")),
+                 _fmt(t.get("ratio"))]
+        cells += [_fmt(t.get("torch_fp32_ms")), _fmt(t.get("ratio_fp32"))] if fp32 else []
+        cells += [_fmt(t.get("ours_images_per_s"), 1), _fmt(t.get("torch_images_per_s"), 1),
+                  _fmt(t.get("ours_peak_mib"), 0), _fmt(t.get("torch_peak_mib"), 0)]
+        rows.append(cells)
+    return _table(rows, columns)
 
 
 def _pool_table(rows, summary):
@@ -128,19 +149,24 @@ def plot(result, path):
     x = numpy.arange(len(rows))
     fig, ax = plt.subplots(figsize=(max(8, 0.6 * len(rows) + 2), 4.5))
     width = 0.4 if has_torch else 0.6
+    info = result["machine"]
+    gpu = info["backend"] == "cupy"
     ax.bar(x - (width / 2 if has_torch else 0), [r["ratios"]["fwdbwd_over_gemm"] for r in rows], width,
            label="ours / bare GEMMs")
-    ax.axhline(TARGETS["strided_fwdbwd_over_gemm"], color="C0", ls="--", lw=1,
-               label=f"strided conv / GEMM target {TARGETS['strided_fwdbwd_over_gemm']}")
-    if has_torch:
-        ax.bar(x + width / 2, [r["ratios"]["fwdbwd_over_torch"] for r in rows], width, label="ours / torch")
-        ax.axhline(TARGETS["unet_conv2d_fwdbwd_over_torch"], color="C1", ls="--", lw=1,
-                   label=f"U-Net conv2d / torch target {TARGETS['unet_conv2d_fwdbwd_over_torch']}")
+    if not gpu:
+        ax.axhline(TARGETS["strided_fwdbwd_over_gemm"], color="C0", ls="--", lw=1,
+                   label=f"strided conv / GEMM target {TARGETS['strided_fwdbwd_over_gemm']}")
+    if has_torch:  # on a GPU against torch in FP32 (pooling has no products: TF32 does not apply to it)
+        key = "fwdbwd_over_torch_fp32" if gpu else "fwdbwd_over_torch"
+        ax.bar(x + width / 2, [r["ratios"].get(key, r["ratios"]["fwdbwd_over_torch"]) for r in rows], width,
+               label="ours / torch FP32" if gpu else "ours / torch")
+        target = GPU_TARGETS["conv2d_fwdbwd_over_cudnn_fp32_each"] if gpu else TARGETS["unet_conv2d_fwdbwd_over_torch"]
+        ax.axhline(target, color="C1", ls="--", lw=1,
+                   label=f"U-Net conv2d / torch{' FP32, each shape,' if gpu else ''} target {target}")
     ax.axhline(1.0, color="gray", lw=0.8)
     ax.set_xticks(x)
     ax.set_xticklabels(labels, rotation=60, ha="right", fontsize=8)
     ax.set_ylabel("time ratio, forward + backward")
-    info = result["machine"]
     ax.set_title(f"minimal_seg conv and pooling ({info['backend']}) on {info.get('gpu', info['cpu'])}", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -71,24 +71,27 @@ def make_training_steps(batch, size, xp, torch, seed=0):
     return steps
 
 
-def time_training_steps(steps, repeats, warmup, sync, settle=0.15):
-    """ms per step of each of ``steps`` ({name: fn}): {name: [samples]}, interleaved as the ops are."""
+def time_training_steps(steps, repeats, warmup, sync, settle=0.15, modes=None):
+    """ms per step of each of ``steps`` ({name: fn}): {name: [samples]}, interleaved as the ops are
+    (``modes``: torch's step once more with TF32 off, as "torch_fp32"; see ``timing.interleaved``)."""
     prepared = [{name: (step, None) for name, step in steps.items()}]  # a step has no separate backward
-    store = interleaved(prepared, repeats, warmup, sync, settle)[0]
-    return {name: store[f"{name}_fwd"] for name in steps}
+    store = interleaved(prepared, repeats, warmup, sync, settle, modes)[0]
+    return {key[:-len("_fwd")]: v for key, v in store.items()}
 
 
-def training_step_benchmarks(backend_name, quick, repeats, warmup, torch=None, settle=0.15, seed=0):
+def training_step_benchmarks(backend_name, quick, repeats, warmup, torch=None, settle=0.15, seed=0, modes=None):
     """Time one U-Net training step in minimal_seg and in the identical PyTorch model.
 
     numpy: batch 8 of 64x64 against torch CPU; cupy: batch 32 of 128x128
-    against torch CUDA; ``quick``: batch 2 of 16x16. Returns a list with one
-    dict per model (``None`` where unknown)::
+    against torch CUDA; ``quick``: batch 2 of 16x16. ``modes``
+    (``precision.torch_modes``) times torch's step with TF32 off too. Returns
+    a list with one dict per model (``None`` where unknown)::
 
         {"model": "unet depth 3 base 16", "batch": 8, "size": 64,
          "ours_ms": ..., "torch_ms": ...,              # median ms per step, interleaved
+         "torch_fp32_ms": ...,                         # with modes (GPU): torch with TF32 off
          "ours_images_per_s": ..., "torch_images_per_s": ...,
-         "ratio": ours_ms / torch_ms,
+         "ratio": ours_ms / torch_ms, "ratio_fp32": ours_ms / torch_fp32_ms,
          "ours_peak_mib": ..., "torch_peak_mib": ...,  # see memory.py
          "samples_ms": {"ours": [...], "torch": [...]}, "peak_method": {...}}
     """
@@ -96,7 +99,7 @@ def training_step_benchmarks(backend_name, quick, repeats, warmup, torch=None, s
     with backend.use_backend(backend_name) as xp:
         steps = make_training_steps(batch, size, xp, torch, seed)
         sync = syncer(backend_name, torch)
-        samples = time_training_steps(steps, repeats, warmup, sync, settle if backend_name == "numpy" else 0)
+        samples = time_training_steps(steps, repeats, warmup, sync, settle if backend_name == "numpy" else 0, modes)
         peaks, method = step_peaks(backend_name, steps,
                                    lambda: make_training_steps(batch, size, numpy, None, seed)["ours"], torch)
     ms = {name: statistics.median(v) for name, v in samples.items()}
@@ -105,6 +108,8 @@ def training_step_benchmarks(backend_name, quick, repeats, warmup, torch=None, s
            "ours_images_per_s": 1e3 * batch / ms["ours"],
            "torch_images_per_s": 1e3 * batch / ms["torch"] if "torch" in ms else None,
            "ratio": ms["ours"] / ms["torch"] if "torch" in ms else None,
+           "torch_fp32_ms": ms.get("torch_fp32"),
+           "ratio_fp32": ms["ours"] / ms["torch_fp32"] if "torch_fp32" in ms else None,
            "ours_peak_mib": peaks.get("ours"), "torch_peak_mib": peaks.get("torch"),
            "samples_ms": samples, "peak_method": method, "sgd": SGD_SETTINGS}
     return [row]

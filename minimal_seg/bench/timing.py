@@ -8,9 +8,14 @@ threads keep spinning for 2**OPENBLAS_THREAD_TIMEOUT cycles (default
 library runs next while the other's threads still spin loses a core and
 looks up to twice as slow. ``settle`` seconds (0 on a GPU) let them sleep,
 and one untimed call wakes the next library's threads up again.
+
+On a GPU torch is timed twice, in blocks of their own: as it comes
+("torch": its defaults, convolutions in TF32) and with TF32 off
+("torch_fp32"); ``modes`` says how (see ``precision.torch_modes``).
 """
 from __future__ import annotations
 
+import contextlib
 import time
 
 from .. import backend
@@ -55,26 +60,34 @@ def fastest(candidates, sync, tries=3):
     return name, candidates[name]
 
 
-def interleaved(prepared, repeats, warmup, sync, settle):
+TORCH_RUNS = ("torch", "torch_fp32")  # torch as it comes; torch with TF32 off (GPU only)
+
+
+def interleaved(prepared, repeats, warmup, sync, settle, modes=None):
     """Samples (ms) of every {who: (fwd, fwdbwd)} in ``prepared``: one dict of lists per case.
 
     Keys are "{who}_fwd" and "{who}_fwdbwd"; a None function, or a who a case lacks, is skipped.
-    torch (if present) runs in its own block, after the others (see above).
+    torch (if present) runs in its own block, after the others (see above). ``modes``
+    ({who: (source, context)}, e.g. {"torch_fp32": ("torch", torch_fp32)}) times ``source``'s
+    functions once more as ``who``, its block inside ``with context():``.
     """
-    ours = tuple(dict.fromkeys(who for fns in prepared for who in fns if who != "torch"))
-    blocks = [ours, ("torch",)] if "torch" in prepared[0] else [ours]
+    modes = modes or {}
+    prepared = [{**fns, **{who: fns[src] for who, (src, _) in modes.items() if src in fns}} for fns in prepared]
+    ours = tuple(dict.fromkeys(who for fns in prepared for who in fns if who not in TORCH_RUNS))
+    blocks = [ours] + [(who,) for who in TORCH_RUNS if who in prepared[0]]
     samples = [{} for _ in prepared]
     for rep in range(warmup + repeats):
         for block in blocks:
-            seconds(prepared[0][block[0]][0], sync)  # untimed: wakes this library's threads up
-            for fns, store in zip(prepared, samples):
-                for who in (who for who in block if who in fns):
-                    for p, fn in zip(("fwd", "fwdbwd"), fns[who]):
-                        if fn is None:
-                            continue
-                        t = seconds(fn, sync)
-                        if rep >= warmup:
-                            store.setdefault(f"{who}_{p}", []).append(1e3 * t)
+            with modes.get(block[0], (None, contextlib.nullcontext))[1]():
+                seconds(prepared[0][block[0]][0], sync)  # untimed: wakes this library's threads up
+                for fns, store in zip(prepared, samples):
+                    for who in (who for who in block if who in fns):
+                        for p, fn in zip(("fwd", "fwdbwd"), fns[who]):
+                            if fn is None:
+                                continue
+                            t = seconds(fn, sync)
+                            if rep >= warmup:
+                                store.setdefault(f"{who}_{p}", []).append(1e3 * t)
             if settle:
                 time.sleep(settle)
     return samples

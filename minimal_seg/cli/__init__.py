@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import error, set_im2col_budget
+from .common import error, set_im2col_budget, set_tf32_flag
 from .inference import add_inference_commands
 from .tools import add_tool_commands
 from .training import add_training_commands
@@ -43,6 +43,11 @@ def main(argv=None) -> int:
         try:
             set_backend(args.backend)
         except BackendUnavailableError as err:
+            return error(err)
+    if getattr(args, "tf32", False):
+        try:
+            set_tf32_flag()
+        except ValueError as err:
             return error(err)
     if getattr(args, "im2col_budget", None) is not None:
         try:

@@ -69,6 +69,25 @@ def add_backend(parser):
                         help="array backend (default: numpy, or $MINIMAL_SEG_BACKEND)")
 
 
+def add_tf32(parser):
+    parser.add_argument("--tf32", action="store_true",
+                        help="let CuPy's float32 matmuls (so every conv) use TF32 tensor cores: faster, 10-bit "
+                             "mantissa (needs --backend cupy; see docs/gpu.md)")
+
+
+def set_tf32_flag():
+    """``--tf32``: TF32 on for the process, or ValueError when the backend is not CuPy (NumPy has no TF32).
+
+    Prints what CuPy runs then (FP32 on a GPU older than Ampere, which has no TF32)."""
+    from ..backend import get_backend, matmul_precision, set_tf32
+
+    if get_backend() != "cupy":
+        raise ValueError(f"--tf32 needs --backend cupy: NumPy has no TF32, its matmuls are always FP32 "
+                         f"(backend: {get_backend()})")
+    set_tf32(True)
+    print(f"--tf32: CuPy's float32 matmuls run in {matmul_precision('cupy')}")
+
+
 def add_im2col_budget(parser):
     parser.add_argument("--im2col-budget", metavar="SIZE", default=None,
                         help="largest im2col column matrix, e.g. 512M or 2G (default 256M, or "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from .common import add_backend, at_least
+from .common import add_backend, add_tf32, at_least
 
 
 def cmd_gradcheck(args) -> int:
@@ -116,7 +116,7 @@ def cmd_bench(args) -> int:
     run(backend_name=args.backend, quick=args.quick, repeats=args.repeats, warmup=args.warmup,
         batch=args.batch, size=args.size, base=args.base, use_torch=not args.no_torch,
         json_path=os.path.join(args.out, "bench.json"), png_path=os.path.join(args.out, "bench.png"),
-        seed=args.seed, settle=args.settle)
+        seed=args.seed, settle=args.settle, kernels=not args.no_kernels)
     return 0
 
 
@@ -179,8 +179,10 @@ def _add_bench_command(sub):
     p.add_argument("--quick", action="store_true", help="tiny shapes, few repeats (a smoke test)")
     p.add_argument("--repeats", type=at_least(1), default=None, help="timed repeats per op (default 15, quick 3)")
     p.add_argument("--warmup", type=at_least(0), default=None, help="untimed runs first (default 3, quick 1)")
-    p.add_argument("--batch", type=at_least(1), default=8)
-    p.add_argument("--size", type=at_least(1), default=64, help="image height and width")
+    p.add_argument("--batch", type=at_least(1), default=None, help="images per conv/pool case (default 8; "
+                                                                   "32 with --backend cupy)")
+    p.add_argument("--size", type=at_least(1), default=None, help="image height and width (default 64; 128 "
+                                                                  "with --backend cupy)")
     p.add_argument("--base", type=at_least(1), default=16, help="channels of the first U-Net level")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     p.add_argument("--out", default=".", help="folder for bench.json and bench.png (default: here)")
@@ -190,5 +192,8 @@ def _add_bench_command(sub):
                         "a busy one, or $MINIMAL_SEG_THREADS / $OPENBLAS_NUM_THREADS)")
     p.add_argument("--settle", type=at_least(0, float), default=0.15,
                    help="seconds between the NumPy and the torch timings, for BLAS/OpenMP threads to sleep")
+    p.add_argument("--no-kernels", action="store_true",
+                   help="run without the CUDA kernels (functional.kernels.use_kernels(False)), to time both paths")
     add_backend(p)
+    add_tf32(p)
     p.set_defaults(func=cmd_bench)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .common import add_backend, add_im2col_budget, current_backend, error, flag, run_training
+from .common import add_backend, add_im2col_budget, add_tf32, current_backend, error, flag, run_training
 
 # Config fields that each command takes as flags ("task": a checkpoint of another task cannot be resumed).
 TRAIN_FLAGS = ("epochs", "batch_size", "lr", "seed", "base_channels", "loss", "crop_size", "optimizer")
@@ -124,6 +124,7 @@ def add_training_commands(sub):
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_backend(p)
+    add_tf32(p)
     add_im2col_budget(p)
     p.set_defaults(func=cmd_train)
 
