@@ -1,8 +1,8 @@
 """The conv table: ours, torch and the bare GEMMs per case, their medians, ratios and totals.
 
 - **ours**: ``conv2d_forward`` (+ ``conv2d_backward``) of minimal_seg, its default method;
-- **winograd**: the same with ``method="winograd"`` at every 3x3 stride-1 conv ("fast" takes it
-  only where it was measured faster; the totals against ours are in the summary);
+- **winograd**: the same with ``method="winograd"`` at every 3x3 stride-1 conv ("fast" does not
+  take it: it made the training step slower; the totals against ours are in the summary);
 - **torch**: ``torch.nn.functional.conv2d`` (+ autograd backward), if torch
   is installed (on the GPU with ``--backend cupy``, where it is timed twice:
   as it comes, cuDNN in TF32, and as **torch_fp32**, TF32 off: ``precision.py``);
