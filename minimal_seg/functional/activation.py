@@ -21,7 +21,9 @@ Numerics. ``exp`` overflows for large arguments (``exp(89)`` is already
 from __future__ import annotations
 
 from ..backend import array_module
+from . import kernels
 from .common import Cache, check_axis, check_dout, check_float
+from .kernels import elementwise
 
 
 def relu_forward(x):
@@ -32,6 +34,9 @@ def relu_forward(x):
     cache  ``mask``: the boolean array x > 0
     """
     check_float(x, "x")
+    if kernels.kernels_enabled(x):  # the CUDA kernel: out and mask in one launch (kernels/elementwise.py)
+        out, mask = elementwise.relu_forward(x)
+        return out, Cache(mask=mask)
     xp = array_module(x)
     return xp.maximum(x, 0), Cache(mask=x > 0)
 
@@ -39,6 +44,8 @@ def relu_forward(x):
 def relu_backward(dout, cache):
     """dx = dout where x > 0, else 0 (at x == 0 we take the subgradient 0, as PyTorch)."""
     check_dout(dout, cache.mask.shape)
+    if kernels.kernels_enabled(dout):  # the CUDA kernel (kernels/elementwise.py)
+        return elementwise.relu_backward(dout, cache.mask)
     return dout * cache.mask
 
 
