@@ -64,7 +64,7 @@ extern "C" __global__ void softmax_cross_entropy_forward_scalar_t(
     const scalar_t* z = logits + base;
     scalar_t m = z[0];
     for (int k = 1; k < K; ++k)
-        if (z[k * HW] > m || z[k * HW] != z[k * HW]) m = z[k * HW];  // max; a NaN propagates
+        if (z[k * HW] > m) m = z[k * HW];  // (a NaN logit makes the sum below NaN, as in the reference)
     scalar_t sum = 0;
     for (int k = 0; k < K; ++k) sum += exp_of(z[k * HW] - m);
     const scalar_t log_sum = log_of(sum);
