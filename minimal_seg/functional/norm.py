@@ -17,6 +17,10 @@ alone: the layer is then a fixed per-channel affine map.
 
 Shapes: x, out, dout, dx are (N, C, H, W); gamma, beta, running_mean,
 running_var, dgamma, dbeta are (C,).
+
+On a GPU the elementwise chains (normalise + affine forward, training
+backward's dx from the per-channel sums) each run as one CUDA kernel
+(``kernels/elementwise.py``); the statistics stay array-module reductions.
 """
 from __future__ import annotations
 
