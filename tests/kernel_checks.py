@@ -7,8 +7,10 @@ bypassed would prove nothing about it.
 """
 import collections
 import contextlib
+import shutil
 
 import numpy as np
+import pytest
 
 from minimal_seg.backend import to_numpy
 from minimal_seg.functional import kernels
@@ -63,3 +65,14 @@ def assert_close(ours, theirs, scale=None):
     scale = max(1.0, float(np.abs(theirs).max(initial=0))) if scale is None else scale
     err = float(np.abs(ours.astype(np.float64) - theirs.astype(np.float64)).max(initial=0))
     assert err <= RTOL[ours.dtype] * scale, f"max abs error {err:.3e} > {RTOL[ours.dtype]:.0e} * {scale:.3g}"
+
+
+needs_nvcc = pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc (the CUDA toolkit) is not installed")
+
+
+def assert_nvcc_compiles(source):
+    """nvcc compiles ``source`` for a GPU (as NVRTC would on CuPy; see cuda_emulator.nvcc_ptx)."""
+    import cuda_emulator
+
+    ok, log = cuda_emulator.nvcc_ptx(source)
+    assert ok, log

@@ -6,11 +6,9 @@ a student reads them). ReLU and the cross-entropy backward are exact; what
 goes through exp / log or may be fused into a multiply-add on a GPU agrees
 to 1e-12 (float64) or a few ulp (float32). Launches are counted.
 """
-import shutil
-
 import numpy as np
 import pytest
-from kernel_checks import assert_close, assert_same, count_launches, reference
+from kernel_checks import assert_close, assert_nvcc_compiles, assert_same, count_launches, needs_nvcc, reference
 
 from minimal_seg.backend import to_numpy
 from minimal_seg.functional import kernels
@@ -182,9 +180,6 @@ def test_the_switch_turns_the_elementwise_kernels_off(kernel_emulator, xp, rng):
     assert not launches
 
 
-@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc (the CUDA toolkit) is not installed")
+@needs_nvcc
 def test_nvcc_compiles_the_elementwise_kernels():
-    import cuda_emulator
-
-    ok, log = cuda_emulator.nvcc_ptx(elementwise.SOURCE)
-    assert ok, log
+    assert_nvcc_compiles(elementwise.SOURCE)

@@ -6,11 +6,9 @@ inputs full of ties, signed zeros, -inf and NaN, and compares values,
 indices, dtypes and signs of zero. Launches are counted, so a test cannot
 pass with the kernel bypassed.
 """
-import shutil
-
 import numpy as np
 import pytest
-from kernel_checks import assert_same, count_launches, reference
+from kernel_checks import assert_nvcc_compiles, assert_same, count_launches, needs_nvcc, reference
 
 from minimal_seg.functional import kernels
 from minimal_seg.functional.kernels import pool as pool_kernels
@@ -144,9 +142,6 @@ def test_the_switch_turns_the_pooling_kernels_off(kernel_emulator, xp, rng):
     assert not launches
 
 
-@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc (the CUDA toolkit) is not installed")
+@needs_nvcc
 def test_nvcc_compiles_the_pooling_kernels():
-    import cuda_emulator
-
-    ok, log = cuda_emulator.nvcc_ptx(pool_kernels.SOURCE)
-    assert ok, log
+    assert_nvcc_compiles(pool_kernels.SOURCE)

@@ -24,13 +24,15 @@ from __future__ import annotations
 from ...backend import array_module
 from . import for_float_types, launch, typed_name
 
-_TEMPLATE = r"""
-template <class argmax_t>
-__device__ void max_pool2d_window(const scalar_t* __restrict__ x, scalar_t* __restrict__ out,
-                                  long long* __restrict__ indices, argmax_t* __restrict__ window_argmax,
-                                  int H, int W, int OH, int OW, int KH, int KW, int SH, int SW, int PH, int PW,
-                                  int i) {
+# window_argmax is uint8 (KH*KW < 256) or int32: each pooling kernel is written for both, named _u8 / _i32
+_POOLING = r"""
+extern "C" __global__ void max_pool2d_forward_KIND_scalar_t(
+        const scalar_t* __restrict__ x, scalar_t* __restrict__ out, long long* __restrict__ indices,
+        argmax_t* __restrict__ window_argmax,
+        int H, int W, int OH, int OW, int KH, int KW, int SH, int SW, int PH, int PW, int n) {
     // thread i = ((n*C + c)*OH + p)*OW + q: the window whose top-left (padded) corner is (p*SH, q*SW)
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
     int q = i % OW, p = (i / OW) % OH;
     const scalar_t* plane = x + (long long)(i / (OH * OW)) * H * W;
     int h0 = p * SH - PH, w0 = q * SW - PW;  // the corner in unpadded coordinates
@@ -48,30 +50,12 @@ __device__ void max_pool2d_window(const scalar_t* __restrict__ x, scalar_t* __re
     indices[i] = (long long)(h0 + best_k / KW) * W + (w0 + best_k % KW);
 }
 
-extern "C" __global__ void max_pool2d_forward_u8_scalar_t(
-        const scalar_t* __restrict__ x, scalar_t* __restrict__ out, long long* __restrict__ indices,
-        unsigned char* __restrict__ window_argmax,
+extern "C" __global__ void max_pool2d_backward_KIND_scalar_t(
+        const scalar_t* __restrict__ dout, const argmax_t* __restrict__ window_argmax, scalar_t* __restrict__ dx,
         int H, int W, int OH, int OW, int KH, int KW, int SH, int SW, int PH, int PW, int n) {
-    int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    max_pool2d_window(x, out, indices, window_argmax, H, W, OH, OW, KH, KW, SH, SW, PH, PW, i);
-}
-
-extern "C" __global__ void max_pool2d_forward_i32_scalar_t(
-        const scalar_t* __restrict__ x, scalar_t* __restrict__ out, long long* __restrict__ indices,
-        int* __restrict__ window_argmax,
-        int H, int W, int OH, int OW, int KH, int KW, int SH, int SW, int PH, int PW, int n) {
-    int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    max_pool2d_window(x, out, indices, window_argmax, H, W, OH, OW, KH, KW, SH, SW, PH, PW, i);
-}
-
-template <class argmax_t>
-__device__ void max_pool2d_gather(const scalar_t* __restrict__ dout, const argmax_t* __restrict__ window_argmax,
-                                  scalar_t* __restrict__ dx,
-                                  int H, int W, int OH, int OW, int KH, int KW, int SH, int SW, int PH, int PW,
-                                  int i) {
     // thread i = ((n*C + c)*H + h)*W + w; in padded coordinates the pixel is (hp, wp)
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
     int hp = i / W % H + PH, wp = i % W + PW;
     long long plane = (long long)(i / (H * W)) * OH * OW;
     // the windows p with p*SH <= hp <= p*SH + KH - 1 (likewise q), inside [0, OH) x [0, OW)
@@ -86,23 +70,9 @@ __device__ void max_pool2d_gather(const scalar_t* __restrict__ dout, const argma
         }
     dx[i] = sum;
 }
+"""
 
-extern "C" __global__ void max_pool2d_backward_u8_scalar_t(
-        const scalar_t* __restrict__ dout, const unsigned char* __restrict__ window_argmax, scalar_t* __restrict__ dx,
-        int H, int W, int OH, int OW, int KH, int KW, int SH, int SW, int PH, int PW, int n) {
-    int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    max_pool2d_gather(dout, window_argmax, dx, H, W, OH, OW, KH, KW, SH, SW, PH, PW, i);
-}
-
-extern "C" __global__ void max_pool2d_backward_i32_scalar_t(
-        const scalar_t* __restrict__ dout, const int* __restrict__ window_argmax, scalar_t* __restrict__ dx,
-        int H, int W, int OH, int OW, int KH, int KW, int SH, int SW, int PH, int PW, int n) {
-    int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    max_pool2d_gather(dout, window_argmax, dx, H, W, OH, OW, KH, KW, SH, SW, PH, PW, i);
-}
-
+_UNPOOLING = r"""
 extern "C" __global__ void max_unpool2d_forward_scalar_t(
         const scalar_t* __restrict__ x, const long long* __restrict__ indices, scalar_t* __restrict__ out,
         long long* __restrict__ positions, int HW, int OHOW, int n) {
@@ -121,12 +91,15 @@ extern "C" __global__ void max_unpool2d_backward_scalar_t(
 }
 """
 
-SOURCE = for_float_types(_TEMPLATE)
+_ARGMAX_TYPES = {"uint8": ("u8", "unsigned char"), "int32": ("i32", "int")}
+
+SOURCE = for_float_types(_UNPOOLING + "".join(
+    _POOLING.replace("KIND", kind).replace("argmax_t", c_type) for kind, c_type in _ARGMAX_TYPES.values()))
 
 
 def _argmax_kind(window_argmax):
     """"u8" or "i32": which variant of a kernel reads/writes this window_argmax dtype."""
-    return {"uint8": "u8", "int32": "i32"}[window_argmax.dtype.name]
+    return _ARGMAX_TYPES[window_argmax.dtype.name][0]
 
 
 def _geometry(xp, kernel, stride, padding):
