@@ -20,12 +20,17 @@ Checking the labels. Labels outside [0, K) would silently index the wrong
 class (or crash deep inside a gather), so every multi-class loss checks them.
 The check is ONE reduction over the labels (``bad.any()``) and ONE device->host
 sync to read its answer; on the GPU that is the only sync in these losses.
+
+On a GPU the softmax cross-entropy's per-pixel work (log-sum-exp, p, -log
+p[y], the pixel weights) and its backward each run as one CUDA kernel
+(``kernels/elementwise.py``), tested equal to the code here.
 """
 from __future__ import annotations
 
 import numbers
 
 from ..backend import array_module
+from . import kernels
 from .activation import log_softmax, sigmoid_forward, softmax_backward, softmax_forward
 from .common import (
     Cache,
@@ -38,6 +43,7 @@ from .common import (
     check_number,
     check_same_module,
 )
+from .kernels import elementwise
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -156,19 +162,23 @@ def softmax_cross_entropy_forward(logits, labels, weight=None, ignore_index=-100
     """
     valid = check_labels(logits, labels, ignore_index)
     xp = array_module(logits)
-    dtype = logits.dtype
     k = logits.shape[1]
-    safe = xp.where(valid, labels, 0)  # a legal index everywhere; masked out below
-    log_p = log_softmax(logits, axis=1)
-    nll = -xp.take_along_axis(log_p, safe[:, None, :, :], axis=1)[:, 0]  # -log p_i[y_i], (N, H, W)
-
-    pixel_weight = valid.astype(dtype)
     if weight is not None:
-        pixel_weight = pixel_weight * _check_weight(weight, k, logits)[safe]
+        weight = _check_weight(weight, k, logits)
+    if kernels.kernels_enabled(logits):  # the CUDA kernel: every per-pixel step in one launch (kernels/elementwise.py)
+        probs, safe, pixel_weight, nll = elementwise.softmax_cross_entropy_forward(logits, labels, valid, weight)
+    else:
+        safe = xp.where(valid, labels, 0)  # a legal index everywhere; masked out below
+        log_p = log_softmax(logits, axis=1)
+        nll = -xp.take_along_axis(log_p, safe[:, None, :, :], axis=1)[:, 0]  # -log p_i[y_i], (N, H, W)
+        probs = xp.exp(log_p)
+        pixel_weight = valid.astype(logits.dtype)
+        if weight is not None:
+            pixel_weight = pixel_weight * weight[safe]
     total = pixel_weight.sum()
     scale = pixel_weight / xp.where(total > 0, total, 1)  # total 0 -> every scale is 0
     loss = xp.asarray((scale * nll).sum())
-    return loss, Cache(probs=xp.exp(log_p), labels=safe, scale=scale)
+    return loss, Cache(probs=probs, labels=safe, scale=scale)
 
 
 def softmax_cross_entropy_backward(dout, cache):
@@ -177,6 +187,8 @@ def softmax_cross_entropy_backward(dout, cache):
     scale_i = m_i w[y_i] / sum m w is 0 on ignored pixels, so they get no gradient.
     """
     p = cache.probs
+    if kernels.kernels_enabled(p):  # the CUDA kernel: one launch (kernels/elementwise.py)
+        return elementwise.softmax_cross_entropy_backward(p, cache.labels, cache.scale, _upstream(dout, p))
     g = _one_hot(cache.labels, p.shape[1], p.dtype)
     return (p - g) * (_upstream(dout, p) * cache.scale)[:, None, :, :]
 

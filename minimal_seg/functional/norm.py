@@ -17,11 +17,17 @@ alone: the layer is then a fixed per-channel affine map.
 
 Shapes: x, out, dout, dx are (N, C, H, W); gamma, beta, running_mean,
 running_var, dgamma, dbeta are (C,).
+
+On a GPU the elementwise chains (normalise + affine forward, training
+backward's dx from the per-channel sums) each run as one CUDA kernel
+(``kernels/elementwise.py``); the statistics stay array-module reductions.
 """
 from __future__ import annotations
 
 from ..backend import array_module
+from . import kernels
 from .common import Cache, check_bool, check_dout, check_float, check_nchw, check_number
+from .kernels import elementwise
 
 _AXES = (0, 2, 3)  # the axes a channel's statistics run over: N, H, W
 
@@ -78,9 +84,12 @@ def batch_norm2d_forward(x, gamma, beta, running_mean, running_var, training: bo
 
     dtype = x.dtype
     inv_std = (1 / xp.sqrt(var + eps)).astype(dtype, copy=False)
-    xhat = (x - _per_channel(mean.astype(dtype, copy=False))) * _per_channel(inv_std)
-    gamma = gamma.astype(dtype, copy=False)
-    out = _per_channel(gamma) * xhat + _per_channel(beta.astype(dtype, copy=False))
+    mean, gamma, beta = (v.astype(dtype, copy=False) for v in (mean, gamma, beta))
+    if kernels.kernels_enabled(x):  # the CUDA kernel: xhat and out in one launch (kernels/elementwise.py)
+        xhat, out = elementwise.batch_norm_forward(x, mean, inv_std, gamma, beta)
+    else:
+        xhat = (x - _per_channel(mean)) * _per_channel(inv_std)
+        out = _per_channel(gamma) * xhat + _per_channel(beta)
     return out, Cache(xhat=xhat, gamma=gamma, inv_std=inv_std, training=training)
 
 
@@ -108,5 +117,7 @@ def batch_norm2d_backward(dout, cache):
     if not cache.training:
         return dout * _per_channel(gamma * inv_std), dgamma, dbeta
     n = xhat.shape[0] * xhat.shape[2] * xhat.shape[3]
+    if kernels.kernels_enabled(dout) and dout.dtype == xhat.dtype:  # the CUDA kernel (kernels/elementwise.py)
+        return elementwise.batch_norm_backward(dout, xhat, gamma * inv_std / n, dbeta, dgamma, n), dgamma, dbeta
     dx = _per_channel(gamma * inv_std / n) * (n * dout - _per_channel(dbeta) - xhat * _per_channel(dgamma))
     return dx, dgamma, dbeta

@@ -33,12 +33,16 @@ linear in x, and its backward (the transpose) is a gather:
 one strided copy per offset stacks the windows as contiguous rows, and the
 max, the tie rule and the gradient are then whole-array operations on
 those rows. Unpooling is a single flat scatter, its gradient a single flat
-gather.
+gather. On a GPU each of the four runs instead as one hand-written CUDA
+kernel (``kernels/pool.py``, same numbers, indices and tie rule): the code
+here is the reference it is tested against, and what runs on NumPy.
 """
 from __future__ import annotations
 
 from ..backend import array_module
+from . import kernels
 from .common import Cache, check_dout, check_int, check_nchw, check_same_module, window
+from .kernels import pool as pool_kernels
 from .shapes import max_unpool2d_output_shape, nonnegative_pair, pool2d_output_shape, positive_pair
 
 
@@ -110,15 +114,18 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0):
     (kh, kw), (sh, sw), (ph, pw) = _pool_params(kernel_size, stride, padding)
     n, c, h, w = x.shape
     oh, ow = pool2d_output_shape((h, w), (kh, kw), (sh, sw), (ph, pw))
-    xp = array_module(x)
-    xpad = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=float("-inf")) if ph or pw else x
-    windows = _windows(xpad, (kh, kw), (sh, sw), (oh, ow))
-    out = windows.max(axis=0)
-    k = _first_max(windows, out)
-    corner = (xp.arange(oh, dtype=xp.int64)[:, None] * sh - ph) * w + xp.arange(ow, dtype=xp.int64) * sw - pw
-    offset = (xp.arange(kh, dtype=xp.int64)[:, None] * w + xp.arange(kw, dtype=xp.int64)).reshape(-1)
-    indices = xp.take(offset, k)  # i*W + j of the winning offset
-    indices += corner
+    if kernels.kernels_enabled(x):  # the CUDA kernel: one launch (kernels/pool.py)
+        out, indices, k = pool_kernels.max_pool2d_forward(x, (kh, kw), (sh, sw), (ph, pw), (oh, ow))
+    else:
+        xp = array_module(x)
+        xpad = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=float("-inf")) if ph or pw else x
+        windows = _windows(xpad, (kh, kw), (sh, sw), (oh, ow))
+        out = windows.max(axis=0)
+        k = _first_max(windows, out)
+        corner = (xp.arange(oh, dtype=xp.int64)[:, None] * sh - ph) * w + xp.arange(ow, dtype=xp.int64) * sw - pw
+        offset = (xp.arange(kh, dtype=xp.int64)[:, None] * w + xp.arange(kw, dtype=xp.int64)).reshape(-1)
+        indices = xp.take(offset, k)  # i*W + j of the winning offset
+        indices += corner
     cache = Cache(x_shape=x.shape, dtype=x.dtype, kernel_size=(kh, kw), stride=(sh, sw),
                   padding=(ph, pw), indices=indices, window_argmax=k)
     return out, cache
@@ -140,6 +147,9 @@ def max_pool2d_backward(dout, cache):
     oh, ow = dout.shape[2:]
     xp = array_module(dout)
     dout = dout.astype(cache.dtype, copy=False)
+    if kernels.kernels_enabled(dout):  # the CUDA kernel: a gather per input pixel, one launch (kernels/pool.py)
+        return pool_kernels.max_pool2d_backward(dout, cache.window_argmax, cache.x_shape,
+                                                cache.kernel_size, cache.stride, cache.padding)
     chosen = cache.window_argmax == xp.arange(kh * kw, dtype=cache.window_argmax.dtype).reshape(-1, 1, 1, 1, 1)
     grads = chosen * dout
     grads += 0.0  # 0 * (negative dout) is -0.0; + 0.0 makes it +0.0, as PyTorch's gradient
@@ -186,11 +196,15 @@ def max_unpool2d_forward(x, indices, kernel_size, stride=None, padding=0, output
     oh, ow = max_unpool2d_output_shape((h, w), kernel_size, stride, padding, output_size)
     xp = array_module(x)
     _check_unpool_indices(indices, (oh, ow))
-    positions = indices.reshape(n * c, h * w).astype(xp.int64)  # a copy: the caller's indices stay as they are
-    positions += xp.arange(0, n * c * oh * ow, oh * ow, dtype=xp.int64)[:, None]
-    out = xp.zeros(n * c * oh * ow, dtype=x.dtype)
-    out[positions.reshape(-1)] = x.reshape(-1)
-    cache = Cache(positions=positions.reshape(-1), x_shape=x.shape, dtype=x.dtype, out_shape=(n, c, oh, ow))
+    if kernels.kernels_enabled(x):  # the CUDA kernel: one launch (kernels/pool.py)
+        out, positions = pool_kernels.max_unpool2d_forward(x, indices, (oh, ow))
+    else:
+        positions = indices.reshape(n * c, h * w).astype(xp.int64)  # a copy: the caller's indices stay as they are
+        positions += xp.arange(0, n * c * oh * ow, oh * ow, dtype=xp.int64)[:, None]
+        positions = positions.reshape(-1)
+        out = xp.zeros(n * c * oh * ow, dtype=x.dtype)
+        out[positions] = x.reshape(-1)
+    cache = Cache(positions=positions, x_shape=x.shape, dtype=x.dtype, out_shape=(n, c, oh, ow))
     return out.reshape(n, c, oh, ow), cache
 
 
@@ -219,5 +233,8 @@ def max_unpool2d_backward(dout, cache):
     i.e. ``dx.reshape(-1) = dout.reshape(-1)[positions]``.
     """
     check_dout(dout, cache.out_shape)
+    if kernels.kernels_enabled(dout):  # the CUDA kernel: one launch (kernels/pool.py)
+        return pool_kernels.max_unpool2d_backward(dout.astype(cache.dtype, copy=False), cache.positions,
+                                                  cache.x_shape)
     dx = dout.reshape(-1)[cache.positions]
     return dx.astype(cache.dtype, copy=False).reshape(cache.x_shape)

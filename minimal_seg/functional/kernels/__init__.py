@@ -32,7 +32,7 @@ import os
 from ...backend import array_module
 
 __all__ = ["kernels_enabled", "use_kernels", "set_kernels", "launch", "register_kernel_factory",
-           "KERNELS_ENV_VAR", "BLOCK"]
+           "for_float_types", "typed_name", "KERNELS_ENV_VAR", "BLOCK"]
 
 KERNELS_ENV_VAR = "MINIMAL_SEG_CUDA_KERNELS"
 BLOCK = 256  # threads per block: a multiple of the warp size (32) that every NVIDIA GPU runs well
@@ -41,6 +41,26 @@ _MAX_THREADS = 2**31 - 1  # the kernels index threads and array elements with in
 _enabled = os.environ.get(KERNELS_ENV_VAR, "1").strip() not in ("0", "false", "no", "off")
 _factories = {}  # array module name -> factory(source, name) -> kernel(grid, block, args)
 _compiled = {}  # (module name, source, kernel name) -> kernel
+
+
+_C_FLOAT = {"float32": "float", "float64": "double"}  # the C type of each dtype the ops compute in
+
+
+def for_float_types(template: str) -> str:
+    """The CUDA source ``template`` written out twice: ``scalar_t`` = float, then double.
+
+    An ``extern "C"`` kernel cannot be a C++ template (CuPy finds it by its
+    name), so a kernel named ``name_scalar_t`` in the template becomes two,
+    ``name_float`` and ``name_double``; ``typed_name(name, dtype)`` picks the
+    one for an array's dtype. Helpers that do not mention ``scalar_t`` belong
+    in a separate string (written twice they would be defined twice).
+    """
+    return "".join(template.replace("scalar_t", c_type) for c_type in _C_FLOAT.values())
+
+
+def typed_name(name: str, dtype) -> str:
+    """``name_float`` for float32, ``name_double`` for float64 (the kernels of ``for_float_types``)."""
+    return f"{name}_{_C_FLOAT[dtype.name]}"
 
 
 def _cupy_factory(source, name):
