@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import os
 import re
 import shutil
 import subprocess
@@ -117,12 +118,13 @@ def _build(source, signatures):
     cache = Path(tempfile.gettempdir()) / "minimal_seg_cuda_emulator"
     cache.mkdir(exist_ok=True)
     library = cache / f"{digest}.so"
-    if not library.exists():
-        src = cache / f"{digest}.cpp"
+    if not library.exists():  # compiled under names of this process's own, then renamed: xdist workers may race
+        src = cache / f"{digest}.{os.getpid()}.cpp"
         src.write_text(code)
-        tmp = cache / f"{digest}.{id(code)}.so"
+        tmp = cache / f"{digest}.{os.getpid()}.so"
         result = subprocess.run(["g++", "-O1", "-shared", "-fPIC", "-std=c++17", "-Wall", "-Werror=return-type",
                                  "-o", str(tmp), str(src)], capture_output=True, text=True)
+        src.unlink()
         if result.returncode != 0:
             raise RuntimeError(f"g++ could not compile the kernel source:\n{result.stderr}")
         tmp.replace(library)

@@ -1,8 +1,7 @@
 """minimal_seg.functional.kernels: the launcher, the on/off switch, and the CPU emulator the kernel tests use."""
-import shutil
-
 import numpy as np
 import pytest
+from kernel_checks import needs_nvcc
 
 from minimal_seg.functional import kernels
 
@@ -71,7 +70,7 @@ def test_the_emulator_refuses_shared_memory():
         cuda_emulator.EmulatedKernel(source, "scale_add")
 
 
-@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc (the CUDA toolkit) is not installed")
+@needs_nvcc
 def test_nvcc_compiles_a_kernel_and_rejects_a_broken_one():
     import cuda_emulator
 

@@ -9,12 +9,12 @@ array code's, bit for bit, in float32 as in float64.
 """
 import collections
 import itertools
-import shutil
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from helpers import dot, rand
+from kernel_checks import assert_nvcc_compiles, count_launches, needs_nvcc
 from test_conv import CONV_GRID, TRANSPOSE_GRID, _grid_case
 
 from minimal_seg.backend import to_numpy
@@ -128,15 +128,14 @@ def test_launch_refuses_an_array_past_the_kernels_int_index(kernel_emulator):
                                                                  np.int32(1)), like=like)
 
 
-@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc (the CUDA toolkit) is not installed")
+@needs_nvcc
 def test_nvcc_compiles_every_kernel():
     import cuda_emulator
 
     names = set(cuda_emulator.kernel_signatures(cuda.SOURCE))
     assert names == {f"{k}_{t}" for k in ("im2col", "col2im", "channels_first", "batch_first")
                      for t in ("float", "double")}
-    ok, log = cuda_emulator.nvcc_ptx(cuda.SOURCE)
-    assert ok, log
+    assert_nvcc_compiles(cuda.SOURCE)
 
 
 # ---- method="fast" on the kernels equals the reference --------------------------------------
@@ -185,22 +184,17 @@ def test_fast_on_the_kernels_equals_the_reference(kernel_emulator, xp, rng, tran
 
 @pytest.fixture
 def launches(kernel_emulator, xp):
-    """Counter of the kernels launched on xp's arrays, by name (the factory wrapped)."""
-    counts = collections.Counter()
-    name = xp.__name__
-    base = kernels._cupy_factory if name == "cupy" else kernel_emulator.emulator_factory
+    """Counter of the kernels launched on xp's arrays, by typed name (``kernel_checks.count_launches``)."""
+    with count_launches(xp) as counts:
+        yield counts
 
-    def counting_factory(source, kernel_name):
-        kernel = base(source, kernel_name)
 
-        def run(grid, block, args):
-            counts[kernel_name.rsplit("_", 1)[0]] += 1
-            kernel(grid, block, args)
-        return run
-
-    kernels.register_kernel_factory(name, counting_factory)
-    yield counts
-    kernels.register_kernel_factory(name, None if name == "cupy" else base)
+def untyped(counts):
+    """{"im2col": 2} from {"im2col_float": 1, "im2col_double": 1}: launches by kernel, whatever the dtype."""
+    result = collections.Counter()
+    for name, n in counts.items():
+        result[name.rsplit("_", 1)[0]] += n
+    return result
 
 
 def test_fast_conv2d_runs_one_launch_per_step_on_the_kernels(xp, rng, launches):
@@ -208,9 +202,9 @@ def test_fast_conv2d_runs_one_launch_per_step_on_the_kernels(xp, rng, launches):
     x, w, b = (xp.asarray(rand(rng, shape)) for shape in ((2, 3, 6, 23), (4, 3, 3, 3), (4,)))
     out, cache = conv2d_forward(x, w, b, padding=1)  # on a CPU: wide columns, backward from dout's columns
     assert cache.path == "im2col" and cache.cols is None
-    assert launches == {"im2col": 1, "batch_first": 1}
+    assert untyped(launches) == {"im2col": 1, "batch_first": 1}
     conv2d_backward(xp.ones(out.shape), cache)
-    assert launches == {"im2col": 2, "batch_first": 1, "channels_first": 1, "col2im": 1}
+    assert untyped(launches) == {"im2col": 2, "batch_first": 1, "channels_first": 1, "col2im": 1}
     launches.clear()
     with kernels.use_kernels(False):
         out, cache = conv2d_forward(x, w, b, padding=1)
@@ -223,9 +217,9 @@ def test_fast_conv2d_runs_one_launch_per_step_on_the_kernels(xp, rng, launches):
 def test_fast_conv_transpose2d_runs_the_kernels(xp, rng, launches):
     x, w = xp.asarray(rand(rng, (2, 3, 4, 30))), xp.asarray(rand(rng, (3, 2, 3, 3)))
     out, cache = conv_transpose2d_forward(x, w, padding=1)  # stride 1, long rows: wide columns on a CPU
-    assert launches == {"channels_first": 1, "col2im": 1}
+    assert untyped(launches) == {"channels_first": 1, "col2im": 1}
     conv_transpose2d_backward(xp.ones(out.shape), cache)
-    assert launches == {"channels_first": 2, "col2im": 1, "im2col": 1, "batch_first": 1}
+    assert untyped(launches) == {"channels_first": 2, "col2im": 1, "im2col": 1, "batch_first": 1}
 
 
 def test_the_kernels_keep_to_the_im2col_budget(xp, rng, launches):
@@ -235,7 +229,7 @@ def test_the_kernels_keep_to_the_im2col_budget(xp, rng, launches):
     launches.clear()
     with use_im2col_budget(2 * 9 * 4 * 8):  # C*KH*KW x OH*OW float64 values
         chunked = to_numpy(conv2d_forward(xp.asarray(x), xp.asarray(w), stride=2)[0])
-    assert launches == {"im2col": 3, "batch_first": 3}
+    assert untyped(launches) == {"im2col": 3, "batch_first": 3}
     np.testing.assert_array_equal(chunked, whole)
 
 

@@ -34,8 +34,8 @@ inverse, which adds the bias in the same launch: the layouts a GEMM over the
 whole batch reads and writes.
 
 Each kernel exists for float32 and float64: its CUDA C is written once with
-``REAL`` for the type, and ``SOURCE`` holds it twice, with ``float`` and with
-``double`` (kernel names ending in ``_float`` and ``_double``).
+``scalar_t`` for the type, and ``SOURCE`` holds it twice (``for_float_types``;
+kernel names ending in ``_float`` and ``_double``).
 """
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ from ...backend import array_module
 from ..common import check_nchw
 from ..im2col import conv_options
 from ..shapes import conv2d_output_shape
-from . import launch
+from . import for_float_types, launch, typed_name
 
 __all__ = ["im2col", "col2im", "channels_first", "batch_first", "SOURCE"]
 
@@ -63,7 +63,7 @@ __device__ __forceinline__ int first_offset(int pos, int S, int D, int step, int
 }
 """
 _KERNELS = r"""
-extern "C" __global__ void im2col_REAL(const REAL* __restrict__ x, REAL* __restrict__ cols,
+extern "C" __global__ void im2col_scalar_t(const scalar_t* __restrict__ x, scalar_t* __restrict__ cols,
         int N, int C, int H, int W, int KH, int KW, int SH, int SW, int PH, int PW, int DH, int DW,
         int OH, int OW, int total) {
     int t = blockIdx.x * blockDim.x + threadIdx.x;
@@ -76,10 +76,10 @@ extern "C" __global__ void im2col_REAL(const REAL* __restrict__ x, REAL* __restr
     int c = rest / KH;
     int y = oh * SH - PH + i * DH, x_ = ow * SW - PW + j * DW;   // the pixel in the unpadded image
     bool inside = y >= 0 && y < H && x_ >= 0 && x_ < W;
-    cols[t] = inside ? x[((n * C + c) * H + y) * W + x_] : (REAL)0;
+    cols[t] = inside ? x[((n * C + c) * H + y) * W + x_] : (scalar_t)0;
 }
 
-extern "C" __global__ void col2im_REAL(const REAL* __restrict__ cols, REAL* __restrict__ x,
+extern "C" __global__ void col2im_scalar_t(const scalar_t* __restrict__ cols, scalar_t* __restrict__ x,
         int N, int C, int H, int W, int KH, int KW, int SH, int SW, int PH, int PW, int DH, int DW,
         int OH, int OW, int total) {
     int t = blockIdx.x * blockDim.x + threadIdx.x;
@@ -91,7 +91,7 @@ extern "C" __global__ void col2im_REAL(const REAL* __restrict__ cols, REAL* __re
     int L = N * OH * OW;                     // the columns of cols
     int step_i = offset_step(SH, DH), step_j = offset_step(SW, DW);
     int j0 = first_offset(x_ + PW, SW, DW, step_j, KW);
-    REAL sum = 0;
+    scalar_t sum = 0;
     for (int i = first_offset(y + PH, SH, DH, step_i, KH); i < KH; i += step_i) {
         int top = y + PH - i * DH;           // = oh*SH: the window that reads this pixel at row offset i
         if (top < 0) break;                  // and for every later i too
@@ -106,7 +106,7 @@ extern "C" __global__ void col2im_REAL(const REAL* __restrict__ cols, REAL* __re
     x[t] = sum;
 }
 
-extern "C" __global__ void channels_first_REAL(const REAL* __restrict__ a, REAL* __restrict__ m,
+extern "C" __global__ void channels_first_scalar_t(const scalar_t* __restrict__ a, scalar_t* __restrict__ m,
         int N, int C, int HW, int total) {
     int t = blockIdx.x * blockDim.x + threadIdx.x;
     if (t >= total) return;
@@ -116,19 +116,18 @@ extern "C" __global__ void channels_first_REAL(const REAL* __restrict__ a, REAL*
     m[t] = a[(n * C + c) * HW + p];
 }
 
-extern "C" __global__ void batch_first_REAL(const REAL* __restrict__ m, const REAL* __restrict__ b,
-        REAL* __restrict__ out, int N, int C, int HW, int has_bias, int total) {
+extern "C" __global__ void batch_first_scalar_t(const scalar_t* __restrict__ m, const scalar_t* __restrict__ b,
+        scalar_t* __restrict__ out, int N, int C, int HW, int has_bias, int total) {
     int t = blockIdx.x * blockDim.x + threadIdx.x;
     if (t >= total) return;
     int p = t % HW, rest = t / HW;           // t = (n*C + c)*HW + p
     int c = rest % C;
     int n = rest / C;
-    REAL v = m[(c * N + n) * HW + p];
+    scalar_t v = m[(c * N + n) * HW + p];
     out[t] = has_bias ? v + b[c] : v;
 }
 """
-_C_TYPES = {"float32": "float", "float64": "double"}
-SOURCE = _OFFSETS + "".join(_KERNELS.replace("REAL", ctype) for ctype in _C_TYPES.values())  # what NVRTC compiles
+SOURCE = _OFFSETS + for_float_types(_KERNELS)  # what NVRTC compiles
 
 
 def _run(kernel, inputs, out, sizes):
@@ -138,13 +137,13 @@ def _run(kernel, inputs, out, sizes):
     the thread count. Inputs are made C-contiguous and must have out's dtype.
     """
     xp = array_module(out)
-    if out.dtype.name not in _C_TYPES:
+    if out.dtype.name not in ("float32", "float64"):
         raise TypeError(f"{kernel}: the CUDA kernels take float32 or float64 arrays, got {out.dtype}")
     for a in inputs:
         if a.dtype != out.dtype:
             raise TypeError(f"{kernel}: every array must have dtype {out.dtype}, got {a.dtype}")
     args = [xp.ascontiguousarray(a) for a in inputs] + [out] + [xp.int32(s) for s in (*sizes, out.size)]
-    launch(SOURCE, f"{kernel}_{_C_TYPES[out.dtype.name]}", out.size, args, like=out)
+    launch(SOURCE, typed_name(kernel, out.dtype), out.size, args, like=out)
     return out
 
 
