@@ -16,16 +16,48 @@ ENV_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OM
             "MKL_NUM_THREADS", "MINIMAL_SEG_IM2COL_BUDGET", "MINIMAL_SEG_BACKEND")
 
 
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (else what ``platform`` knows)."""
+# OpenBLAS kernel sets (OPENBLAS_CORETYPE) that use AVX-512; any other one leaves it unused
+AVX512_CORETYPES = ("SKYLAKEX", "COOPERLAKE", "SAPPHIRERAPIDS")
+
+
+def _cpuinfo_field(name):
+    """The value of the first ``name`` line of /proc/cpuinfo, or None (not Linux)."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
+                if line.startswith(name):
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (else what ``platform`` knows)."""
+    return _cpuinfo_field("model name") or platform.processor() or platform.machine()
+
+
+def cpu_has_avx512():
+    """True / False from the CPU's flags in /proc/cpuinfo (avx512f); None where unknown."""
+    flags = _cpuinfo_field("flags")
+    return None if flags is None else "avx512f" in flags.split()
+
+
+def blas_kernel_warning(info):
+    """A warning when OPENBLAS_CORETYPE keeps OpenBLAS from the AVX-512 kernels this CPU has, else None.
+
+    NumPy's OpenBLAS then runs older (e.g. Haswell's AVX2) kernels, while
+    PyTorch's oneDNN, which ignores the variable, uses AVX-512: GEMMs of
+    the course's shapes took up to 1.75x as long (256x576x2048 on one
+    thread: 5.37 against 3.06 ms, docs/results.md), so a comparison with
+    torch is not like for like.
+    """
+    coretype = (info.get("env") or {}).get("OPENBLAS_CORETYPE")
+    if not coretype or not info.get("cpu_avx512") or coretype.upper() in AVX512_CORETYPES:
+        return None
+    return (f"WARNING: OPENBLAS_CORETYPE={coretype} makes NumPy's OpenBLAS run its {coretype} kernels on a "
+            "CPU with AVX-512, which torch uses: GEMMs can take up to 1.75x as long; unset it to compare "
+            "like for like")
 
 
 def machine_info(backend_name="numpy", torch=None) -> dict:
@@ -38,6 +70,7 @@ def machine_info(backend_name="numpy", torch=None) -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu": cpu_model(),
+        "cpu_avx512": cpu_has_avx512(),
         "cpu_count": os.cpu_count(),
         "numpy": numpy.__version__,
         "backend": backend_name,

@@ -412,6 +412,21 @@ def test_a_cpu_report_has_no_precision_columns(tmp_path):
     assert "targets (#15)" in text.getvalue()
 
 
+def test_the_report_warns_when_openblas_is_kept_from_avx512(monkeypatch):
+    from minimal_seg import machine
+
+    monkeypatch.setattr(machine, "cpu_has_avx512", lambda: True)
+    for coretype, warns in (("Haswell", True), (None, False)):
+        if coretype:
+            monkeypatch.setenv("OPENBLAS_CORETYPE", coretype)
+        else:
+            monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
+        text = io.StringIO()
+        bench.run("numpy", quick=True, use_torch=False, repeats=1, warmup=0, settle=0, json_path=None,
+                  png_path=None, stream=text)
+        assert ("WARNING: OPENBLAS_CORETYPE=Haswell" in text.getvalue()) == warns
+
+
 def _gpu_result(ours="FP32", step=1.4, step_fp32=1.4, conv=(1.5, 1.9), pool=1.2, peaks=(600.0, 500.0)):
     """A made-up --backend cupy run: the step, two U-Net conv rows and one variant, max_pool2d, peak memory."""
     rows = [{"name": f"conv{i}", "op": "conv2d", "label": f"conv{i}", "ms": {},

@@ -2,6 +2,8 @@
 import ast
 import inspect
 
+import pytest
+
 from minimal_seg import machine
 
 
@@ -23,3 +25,24 @@ def test_machine_imports_nothing_from_the_library():
     imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
     assert imported and not any(name.startswith("minimal_seg") for name in imported)
     assert all(n.level == 0 for n in ast.walk(tree) if isinstance(n, ast.ImportFrom))
+
+
+@pytest.mark.parametrize("coretype, avx512, warns", [
+    ("Haswell", True, True),      # AVX-512 there, AVX2 kernels forced: the course machine's setting
+    ("Zen", True, True),
+    ("SkylakeX", True, False),    # an AVX-512 kernel set
+    ("skylakex", True, False),
+    ("Haswell", False, False),    # no AVX-512 to miss
+    ("Haswell", None, False),     # unknown CPU flags: no claim
+    (None, True, False),          # OpenBLAS picks by itself
+])
+def test_blas_kernel_warning_only_when_avx512_is_forced_off(coretype, avx512, warns):
+    info = {"env": {"OPENBLAS_CORETYPE": coretype}, "cpu_avx512": avx512}
+    warning = machine.blas_kernel_warning(info)
+    assert (warning is not None) == warns
+    if warns:
+        assert f"OPENBLAS_CORETYPE={coretype}" in warning and "unset it" in warning
+
+
+def test_machine_info_records_the_cpu_flags():
+    assert machine.machine_info()["cpu_avx512"] in (True, False, None)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy
 
-from ..machine import env_text
+from ..machine import blas_kernel_warning, env_text
 from .precision import precision_lines
 from .targets import GPU_TARGETS, TARGETS, format_targets
 
@@ -44,6 +44,8 @@ def format_report(result):
     if info["backend"] == "numpy" and load and load[0] > 0.5 * cores:
         lines.append(f"WARNING: other processes were running (1-minute load average {load[0]:.1f} on "
                      f"{cores} cores when the bench started): timings are noisy")
+    if info["backend"] == "numpy" and blas_kernel_warning(info):
+        lines.append(blas_kernel_warning(info))
     torches = [(who, name) for who, name in (("torch", "torch"), ("torch_fp32", "torch32"))
                if f"{who}_fwd" in rows[0]["ms"]]
     columns = ["op"]
