@@ -29,8 +29,8 @@ and its backward that convolution's forward::
 
 - ``"reference"``: the formulas above for the whole batch at once (this file);
 - ``"fast"`` (the default): chunks of the batch within a memory budget,
-  shortcuts for stride 1 and 1x1 kernels, and Winograd where it was measured
-  faster (``_conv_fast.py``), tested equal to the reference;
+  shortcuts for stride 1 and 1x1 kernels, and the CUDA kernels on CuPy
+  (``_conv_fast.py``), tested equal to the reference;
 - ``"matrix"``: out = C x with the dense matrix (``conv_matrix.py``), for
   small inputs;
 - ``"winograd"`` (conv2d, 3x3 kernels, stride 1, no dilation): Winograd's
