@@ -45,6 +45,7 @@ import time
 import xml.etree.ElementTree as ET
 
 from .backend import BackendUnavailableError, _import_cupy
+from .machine import gpu_name
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent  # the checkout: minimal_seg/ and tests/
 
@@ -157,13 +158,12 @@ def device_info() -> dict:
 
     cupy = _import_cupy()
     runtime = cupy.cuda.runtime
-    name = runtime.getDeviceProperties(0)["name"]
 
     def version(v):
         return f"{v // 1000}.{v % 1000 // 10}"
 
     return {
-        "device": name.decode() if isinstance(name, bytes) else str(name),
+        "device": gpu_name(cupy),
         "driver": _command_output(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"]).split("\n")[0]
         or f"CUDA driver API {version(runtime.driverGetVersion())}",
         "cuda_runtime": version(runtime.runtimeGetVersion()),

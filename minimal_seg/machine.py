@@ -87,11 +87,15 @@ def machine_info(backend_name="numpy", torch=None) -> dict:
     if backend_name == "cupy":
         import cupy
 
-        props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
-        name = props["name"]
-        info["gpu"] = name.decode() if isinstance(name, bytes) else str(name)
+        info["gpu"] = gpu_name(cupy, cupy.cuda.Device().id)
         info["cupy"] = cupy.__version__
     return info
+
+
+def gpu_name(cupy, device=0) -> str:
+    """The name of GPU ``device`` as CUDA reports it (bytes in some CuPy versions, str in others)."""
+    name = cupy.cuda.runtime.getDeviceProperties(device)["name"]
+    return name.decode() if isinstance(name, bytes) else str(name)
 
 
 def blas_info():

@@ -46,3 +46,12 @@ def test_blas_kernel_warning_only_when_avx512_is_forced_off(coretype, avx512, wa
 
 def test_machine_info_records_the_cpu_flags():
     assert machine.machine_info()["cpu_avx512"] in (True, False, None)
+
+
+@pytest.mark.parametrize("raw", [b"NVIDIA H200", "NVIDIA H200"])
+def test_gpu_name_decodes_what_cuda_reports(raw):
+    from types import SimpleNamespace
+
+    runtime = SimpleNamespace(getDeviceProperties=lambda device: {"name": raw} if device == 1 else {})
+    fake_cupy = SimpleNamespace(cuda=SimpleNamespace(runtime=runtime))
+    assert machine.gpu_name(fake_cupy, 1) == "NVIDIA H200"
