@@ -104,3 +104,48 @@ def test_the_command_line_says_how_to_see_an_error_map_and_draws_it(tmp_path, ca
     assert main(["check", "a1", "--impl", str(path), "--error-map", str(number)]) == 1
     assert (tmp_path / f"error_map_a1_{number}.png").stat().st_size > 1000
     assert main(["check", "a1", "--error-map", "99"]) == 2
+
+
+def test_each_student_is_graded_in_a_process_of_their_own_with_a_time_limit(tmp_path):
+    """A file that never finishes costs its own row only; a grading process that dies says why."""
+    from minimal_seg.assignments.gradebook import grade_student_isolated, grade_submissions
+
+    a1 = get_assignment("a1")
+    checklists = [(a1, a1.checklist())]
+    looping = tmp_path / "erin"
+    looping.mkdir()
+    (looping / a1.filename).write_text("while True:\n    pass\n")
+    row = grade_student_isolated(looping, ["a1"], None, checklists, timeout=4)
+    assert row["a1 score"] == 0 and row["total"] == 0
+    assert "still running after 4 s" in row["a1 note"]
+    row = grade_student_isolated(looping, ["a1"], tmp_path / "no such folder", checklists, timeout=60)
+    assert "the grading process ended with exit status 1" in row["a1 note"] and row["total"] == 0
+
+    good = tmp_path / "class" / "alice"
+    good.mkdir(parents=True)
+    shutil.copy(a1.solution_file(), good / a1.filename)
+    isolated = grade_submissions(tmp_path / "class", ["a1"])
+    assert isolated == grade_submissions(tmp_path / "class", ["a1"], isolate=False)  # the same row either way
+    assert isolated[0]["a1 score"] == len(checklists[0][1].checks)
+
+
+def test_timeout_and_in_process_flags(tmp_path, capsys, monkeypatch):
+    from minimal_seg.assignments import gradebook
+
+    seen = {}
+    monkeypatch.setattr(gradebook, "grade_submissions", lambda *a, **k: seen.update(k) or [])
+    assert main(["check", "a1", "--submissions", str(tmp_path), "--timeout", "30", "--in-process"]) == 0
+    assert seen["timeout"] == 30.0 and seen["isolate"] is False
+    with pytest.raises(SystemExit):
+        main(["check", "a1", "--submissions", str(tmp_path), "--timeout", "0"])
+    assert "--timeout" in capsys.readouterr().err
+
+
+def test_relative_folders_reach_the_grading_process(submissions, tmp_path, monkeypatch):
+    """The grading process runs in a folder of its own: relative --submissions and --held-out still work."""
+    shutil.copytree(submissions, tmp_path / "class")
+    shutil.copytree(HELD_OUT, tmp_path / "held")
+    monkeypatch.chdir(tmp_path)
+    book = tmp_path / "grades.csv"
+    assert main(["check", "a1", "--submissions", "class", "--gradebook", str(book), "--held-out", "held"]) == 0
+    assert {row["student"]: row["total"] for row in _read(book)}["alice"] == "7"

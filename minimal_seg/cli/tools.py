@@ -89,7 +89,8 @@ def _grade_class(args, names) -> int:
     from ..assignments.gradebook import grade_submissions, summary
 
     try:
-        rows = grade_submissions(args.submissions, names, held_out=args.held_out, gradebook=args.gradebook)
+        rows = grade_submissions(args.submissions, names, held_out=args.held_out, gradebook=args.gradebook,
+                                 isolate=not args.in_process, timeout=args.timeout)
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -150,6 +151,11 @@ def _add_assignment_commands(sub):
                    help="grade a class: one folder per student, holding their assignment files")
     p.add_argument("--gradebook", default=None, metavar="CSV",
                    help="with --submissions: write the gradebook (one row per student, one column per check)")
+    p.add_argument("--timeout", type=at_least(1.0, float), default=600.0, metavar="SECONDS",
+                   help="with --submissions: the time limit of one student's grading (default 600)")
+    p.add_argument("--in-process", action="store_true",
+                   help="with --submissions: grade every student in this process (faster; no time limit, "
+                        "and one file can affect the next)")
     p.add_argument("--error-map", type=int, default=None, metavar="N",
                    help="save the error map of check N as error_map_<assignment>_<N>.png")
     p.set_defaults(func=cmd_check)
