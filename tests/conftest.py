@@ -77,12 +77,21 @@ def rng():
 
 
 @pytest.fixture
-def kernel_emulator():
-    """Run minimal_seg's CUDA kernels on NumPy and strict arrays too, by tests/cuda_emulator.py (needs g++)."""
+def kernel_emulator(request):
+    """Run minimal_seg's CUDA kernels on NumPy and strict arrays too, by tests/cuda_emulator.py (needs g++).
+
+    With the ``xp`` fixture on cupy the real kernels run and nothing is emulated, so a GPU machine
+    without g++ still runs the cupy cases.
+    """
     import cuda_emulator
 
     from minimal_seg.functional import kernels
 
+    xp = request.getfixturevalue("xp") if "xp" in request.fixturenames else None
+    if xp is not None and xp.__name__ == "cupy":
+        with kernels.use_kernels(True):
+            yield cuda_emulator
+        return
     if not cuda_emulator.compiler_available():
         pytest.skip("the CUDA kernel emulator needs g++")
     for name in ("numpy", "strict"):
