@@ -13,7 +13,8 @@ import numpy
 
 # The variables that change the numbers: BLAS and OpenMP threads, and minimal_seg's own settings.
 ENV_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
-            "MKL_NUM_THREADS", "MINIMAL_SEG_IM2COL_BUDGET", "MINIMAL_SEG_BACKEND")
+            "MKL_NUM_THREADS", "MINIMAL_SEG_IM2COL_BUDGET", "MINIMAL_SEG_BACKEND", "MINIMAL_SEG_CUDA_KERNELS",
+            "MINIMAL_SEG_TF32")
 
 
 # OpenBLAS kernel sets (OPENBLAS_CORETYPE) that use AVX-512; any other one leaves it unused

@@ -78,3 +78,12 @@ def test_nvcc_compiles_a_kernel_and_rejects_a_broken_one():
     assert ok, log
     ok, log = cuda_emulator.nvcc_ptx(SCALE.replace("out[i] +=", "out[i] + ="))
     assert not ok and "error" in log
+
+
+def test_the_environment_switch_takes_0_or_1_and_names_itself_otherwise(monkeypatch):
+    for text, expected in (("0", False), ("1", True), ("", True), (" 1 ", True)):
+        monkeypatch.setenv(kernels.KERNELS_ENV_VAR, text)
+        assert kernels._enabled_from_env() is expected
+    monkeypatch.setenv(kernels.KERNELS_ENV_VAR, "maybe")
+    with pytest.raises(ValueError, match="MINIMAL_SEG_CUDA_KERNELS must be 1 .* or 0 .*got 'maybe'"):
+        kernels._enabled_from_env()

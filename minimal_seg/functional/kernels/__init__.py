@@ -38,7 +38,18 @@ KERNELS_ENV_VAR = "MINIMAL_SEG_CUDA_KERNELS"
 BLOCK = 256  # threads per block: a multiple of the warp size (32) that every NVIDIA GPU runs well
 _MAX_THREADS = 2**31 - 1  # the kernels index threads and array elements with int
 
-_enabled = os.environ.get(KERNELS_ENV_VAR, "1").strip() not in ("0", "false", "no", "off")
+
+
+def _enabled_from_env():
+    """MINIMAL_SEG_CUDA_KERNELS: 1 (the default) or 0; anything else is one clear error."""
+    text = os.environ.get(KERNELS_ENV_VAR, "1").strip().lower() or "1"
+    if text not in ("0", "1"):
+        raise ValueError(f"{KERNELS_ENV_VAR} must be 1 (CUDA kernels on CuPy) or 0 (the array code only), "
+                         f"got {text!r}")
+    return text == "1"
+
+
+_enabled = _enabled_from_env()
 _factories = {}  # array module name -> factory(source, name) -> kernel(grid, block, args)
 _compiled = {}  # (module name, source, kernel name) -> kernel
 
