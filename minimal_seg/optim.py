@@ -22,6 +22,10 @@ t = 1, 2, ... the step number. The update rules are those of
                v <- beta2 v + (1 - beta2) g^2     (second moment, v_0 = 0)
                p <- p - lr/(1 - beta1^t) * m / (sqrt(v)/sqrt(1 - beta2^t) + eps)
 
+On CuPy each parameter's update runs as one CUDA kernel
+(``functional/kernels/optimizers.py``) with the same formula, order and
+rounding, instead of one launch per array expression.
+
 ``lr`` is a plain attribute: a schedule (below) or you may change it
 between steps. Hyper-parameters are kept as Python floats, which NumPy 2
 treats as "weak" scalars that adopt the array's dtype (a NumPy float64
@@ -39,7 +43,9 @@ import math
 import numpy
 
 from .backend import array_module, to_numpy
+from .functional import kernels
 from .functional.common import check_array, check_same_module
+from .functional.kernels import optimizers as fused
 
 
 class Optimizer:
@@ -178,10 +184,13 @@ class SGD(Optimizer):
 
     def _update(self, p, g, state) -> None:
         lr, mu = float(self.lr), self.momentum
+        b = state.get("momentum_buffer")
+        if kernels.kernels_enabled(p) and fused.fusable(p, g, *state.values()):  # one CUDA launch
+            fused.sgd_update(p, g, b, lr, mu, self.weight_decay, self.nesterov)
+            return
         if self.weight_decay != 0:
             g = g + self.weight_decay * p  # a new array: the layer's gradient is left alone
         if mu != 0:
-            b = state["momentum_buffer"]
             b *= mu
             b += g
             g = g + mu * b if self.nesterov else b
@@ -227,15 +236,18 @@ class Adam(Optimizer):
     def _update(self, p, g, state) -> None:
         xp = array_module(p)
         (beta1, beta2), t = self.betas, self.step_count
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        step_size, c2 = float(self.lr) / (1 - beta1**t), math.sqrt(1 - beta2**t)
+        if kernels.kernels_enabled(p) and fused.fusable(p, g, m, v):  # one CUDA launch
+            fused.adam_update(p, g, m, v, self.betas, step_size, c2, self.eps, self.weight_decay)
+            return
         if self.weight_decay != 0:
             g = g + self.weight_decay * p
-        m, v = state["exp_avg"], state["exp_avg_sq"]
         m *= beta1
         m += (1 - beta1) * g
         v *= beta2
         v += (1 - beta2) * (g * g)
-        step_size = float(self.lr) / (1 - beta1**t)
-        denom = xp.sqrt(v) / math.sqrt(1 - beta2**t) + self.eps
+        denom = xp.sqrt(v) / c2 + self.eps
         p -= step_size * (m / denom)
 
     def __repr__(self) -> str:

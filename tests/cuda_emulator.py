@@ -48,6 +48,10 @@ static emu_dim3 threadIdx, blockIdx, blockDim, gridDim;
 #define __syncthreads() EMULATOR_REFUSES_SYNCTHREADS
 using std::min;
 using std::max;
+// CUDA has float overloads of the math functions in the global namespace (sqrt(float) is a float);
+// without these, a CPU compiler would take ::sqrt(double) and compute in double
+using std::sqrt; using std::exp; using std::log; using std::fabs; using std::pow; using std::floor; using std::ceil;
+using std::fmin; using std::fmax; using std::abs;
 template <class T> static inline T atomicAdd(T* p, T v) { T old = *p; *p += v; return old; }
 template <class T> static inline T __ldg(const T* p) { return *p; }
 #define __expf expf

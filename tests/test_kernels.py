@@ -87,3 +87,18 @@ def test_the_environment_switch_takes_0_or_1_and_names_itself_otherwise(monkeypa
     monkeypatch.setenv(kernels.KERNELS_ENV_VAR, "maybe")
     with pytest.raises(ValueError, match="MINIMAL_SEG_CUDA_KERNELS must be 1 .* or 0 .*got 'maybe'"):
         kernels._enabled_from_env()
+
+
+def test_the_emulator_computes_float_math_in_float_as_cuda_does(kernel_emulator):
+    """sqrt(float) is a float in CUDA; the emulator must not promote it to double (and round differently)."""
+    source = r"""
+    extern "C" __global__ void root_ratio(const float* __restrict__ v, float* __restrict__ out, float c, int n) {
+        int i = blockIdx.x * blockDim.x + threadIdx.x;
+        if (i >= n) return;
+        out[i] = sqrt(v[i]) / c;
+    }
+    """
+    v = np.random.default_rng(0).uniform(0, 1, 4096).astype(np.float32)
+    out = np.empty_like(v)
+    kernels.launch(source, "root_ratio", v.size, (v, out, np.float32(0.7), np.int32(v.size)), like=v)
+    np.testing.assert_array_equal(out, np.sqrt(v) / np.float32(0.7))  # float32 all the way, as NumPy
