@@ -1,7 +1,7 @@
 """A whole training step with every CUDA kernel taken (emulated on the CPU) against the array code.
 
 The kernel tests check each kernel alone; this one checks that they fit together: a U-Net with batch
-norm (conv, transposed conv, max pooling, ReLU, batch norm, softmax cross-entropy) takes the same
+norm (conv, transposed conv, max pooling, ReLU, batch norm, softmax cross-entropy, SGD) takes the same
 step, loss and updated weights, with the kernels as without them.
 """
 import numpy as np
@@ -34,7 +34,7 @@ def test_a_unet_step_with_every_kernel_is_the_step_without(kernel_emulator, xp):
     kinds = {name.rsplit("_", 1)[0] for name in launches}
     assert {"im2col", "col2im", "batch_first", "max_pool2d_forward_u8", "max_pool2d_backward_u8", "relu_forward",
             "relu_backward", "batch_norm_forward", "batch_norm_backward", "softmax_cross_entropy_forward",
-            "softmax_cross_entropy_backward"} <= kinds, kinds
+            "softmax_cross_entropy_backward", "sgd_update"} <= kinds, kinds
     assert abs(loss - want_loss) <= 1e-6 * abs(want_loss)
     for name in want:
         np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-6, err_msg=name)
