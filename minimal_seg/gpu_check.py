@@ -9,7 +9,8 @@ subprocess with a time limit; its output goes to ``DIR/STEP.log``::
     tests-xp     the test suite (notebooks and the kernel tests left out): the
                  ``xp`` fixture runs every backend test on numpy, strict and cupy
     tests-cupy   the suite again with MINIMAL_SEG_BACKEND=cupy: everything on
-                 the GPU, as a student with a GPU runs it
+                 the GPU, as a student with a GPU runs it (the kernel tests
+                 left out: their cupy cases ran in the first step)
     gradcheck    float64 gradient check of every op, on CuPy
     train        the default training run (U-Net on Shapes), on CuPy
     compare      every architecture for one epoch, on CuPy
@@ -91,7 +92,8 @@ def default_steps(out: pathlib.Path) -> list:
         Step("kernels", _pytest(out, "kernels", kernels), 60, {"MINIMAL_SEG_BACKEND": "numpy", **ONE_THREAD}),
         Step("tests-xp", _pytest(out, "tests-xp", ignore=kernels), 150,
              {"MINIMAL_SEG_BACKEND": "numpy", **ONE_THREAD}),
-        Step("tests-cupy", _pytest(out, "tests-cupy"), 150, {"MINIMAL_SEG_BACKEND": "cupy", **ONE_THREAD}),
+        Step("tests-cupy", _pytest(out, "tests-cupy", ignore=kernels), 150,
+             {"MINIMAL_SEG_BACKEND": "cupy", **ONE_THREAD}),
         Step("gradcheck", cli + ["gradcheck", "--backend", "cupy"], 60),
         Step("train", cli + ["train", "--backend", "cupy", "--no-progress", "--out", str(out / "train")], 90),
         Step("compare", cli + ["compare", "--epochs", "1", "--backend", "cupy", "--no-progress",
