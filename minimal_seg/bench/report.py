@@ -44,8 +44,9 @@ def format_report(result):
     if info["backend"] == "numpy" and load and load[0] > 0.5 * cores:
         lines.append(f"WARNING: other processes were running (1-minute load average {load[0]:.1f} on "
                      f"{cores} cores when the bench started): timings are noisy")
-    if info["backend"] == "numpy" and blas_kernel_warning(info):
-        lines.append(blas_kernel_warning(info))
+    blas_warning = blas_kernel_warning(info) if info["backend"] == "numpy" else None
+    if blas_warning:
+        lines.append(blas_warning)
     torches = [(who, name) for who, name in (("torch", "torch"), ("torch_fp32", "torch32"))
                if f"{who}_fwd" in rows[0]["ms"]]
     columns = ["op"]

@@ -142,14 +142,14 @@ def launch(source, name, n_threads, args, like):
     factory = _factory(xp)
     if factory is None:
         raise RuntimeError(f"no CUDA kernel factory for {xp.__name__} arrays; check kernels_enabled(x) first")
-    key = (xp.__name__, source, name)
-    kernel = _compiled.get(key)
-    if kernel is None:
-        kernel = _compiled[key] = factory(source, name)
-    for a in args:
+    for a in args:  # checked before anything is compiled
         if hasattr(a, "flags") and getattr(a, "ndim", 0) and not a.flags.c_contiguous:
             raise ValueError(f"{name}: array arguments must be C-contiguous")
         if getattr(a, "ndim", 0) and a.size > _MAX_THREADS:
             raise ValueError(f"{name}: an array of {a.size} elements does not fit the kernels' int index "
                              f"(at most {_MAX_THREADS})")
+    key = (xp.__name__, source, name)
+    kernel = _compiled.get(key)
+    if kernel is None:
+        kernel = _compiled[key] = factory(source, name)
     kernel(((n_threads + BLOCK - 1) // BLOCK,), (BLOCK,), tuple(args))
