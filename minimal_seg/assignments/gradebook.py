@@ -61,8 +61,7 @@ def grade_student(folder: Path, checklists) -> dict:
         columns = _columns(a, checklist)
         path = folder / a.filename
         if not path.is_file():
-            row.update({c: 0 for c in columns[:-1]})
-            row[columns[-1]] = f"missing: no {a.filename}"
+            _zero_columns(row, columns, f"missing: no {a.filename}")
             continue
         result = run_checks(a.name, a.title, checklist, path)  # what check() runs
         row.update({c: int(r.passed) for c, r in zip(columns, result.results)})
@@ -131,11 +130,15 @@ def _failed_row(folder: Path, checklists, note: str) -> dict:
     """A row of zeros for every check, ``note`` on every assignment."""
     row = {"student": folder.name}
     for a, checklist in checklists:
-        columns = _columns(a, checklist)
-        row.update({c: 0 for c in columns[:-1]})
-        row[columns[-1]] = note
+        _zero_columns(row, _columns(a, checklist), note)
     row["total"] = 0
     return row
+
+
+def _zero_columns(row, columns, note):
+    """0 in every check and score column of one assignment, ``note`` in its note column (the last)."""
+    row.update({c: 0 for c in columns[:-1]})
+    row[columns[-1]] = note
 
 
 def _child():
